@@ -1,0 +1,285 @@
+"""
+The chat domain: who is online, conversations, buffers and delivery.  No sockets here.
+
+Theory of operation
+-------------------
+* A *conversation* is either one-to-one (two users) or a group.  Its messages live in the
+  store under a key (``dm:alice:bob``, ``group:group1``); the first time a conversation is
+  used its *buffer* is created (and logged, in the spec's words).
+* A *session* is one logged-in connection.  The same user may have several; each gets every
+  live message.  Connections receive through the small `Client` interface, so the core never
+  touches a transport (the shape of ``IChatClient.receive`` in twisted.words).
+* A message is stored first; only when the store says it is durable is the sender told it
+  was accepted and is it delivered.  It is delivered to the online sessions of every
+  participant except the session that sent it.  Each distinct view of a message (a group's
+  members all share one; a one-to-one message has two: the recipient's and the sender's
+  other sessions') is one `Delivery`, so it is encoded once per wire format however many
+  sessions receive it.
+* *Unseen* is per user, not per session: a position per (user, conversation) that only moves
+  forward, set by acknowledgements.  Opening a conversation returns what lies after it,
+  less the user's own messages.
+* Time comes from the injected clock (``IReactorTime``), so tests need no real time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+from spartan.directory import Directory
+from spartan.store import MessageStore, StoredMessage, StoreError
+from spartan.wire import GROUP_PREFIX
+
+OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
+
+# How message text appears in the log: the spec's lines, or without the text for privacy.
+LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
+
+
+class ChatError(Exception):
+    """A request the rules refuse: a code for programs and a sentence for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+class Delivery:
+    """One view of a message: the message and the conversation as its readers name it."""
+
+    __slots__ = ("message", "conversation", "_encoded")
+
+    def __init__(self, message: StoredMessage, conversation: str) -> None:
+        self.message = message
+        self.conversation = conversation
+        self._encoded: dict[Callable[[Delivery], bytes], bytes] = {}
+
+    def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
+        """The message in one wire format, encoded once for every session that reads it."""
+        data = self._encoded.get(encoder)
+        if data is None:
+            data = self._encoded[encoder] = encoder(self)
+        return data
+
+
+class Client(Protocol):
+    """What the core needs of a connection: somewhere to push messages."""
+
+    def receive(self, delivery: Delivery) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    key: str
+    name: str  # the buffer's name in the log: the group, or the first recipient
+    is_group: bool
+    participants: tuple[str, ...]
+
+    def label_for(self, user: str) -> str:
+        """The conversation as ``user`` names it: ``#group1``, or the other user."""
+        if self.is_group:
+            return GROUP_PREFIX + self.name
+        first, second = self.participants
+        return second if user == first else first
+
+
+def direct_key(a: str, b: str) -> str:
+    first, second = sorted((a, b))
+    return f"dm:{first}:{second}"
+
+
+def group_key(group: str) -> str:
+    return f"group:{group}"
+
+
+class Chat:
+    """The registry of users and sessions, over a store.  The factory holds one."""
+
+    log = Logger(namespace="spartan")
+
+    def __init__(
+        self,
+        directory: Directory,
+        store: MessageStore,
+        clock,
+        message_log: str = LOG_TEXT,
+    ) -> None:
+        self.directory = directory
+        self.store = store
+        self.clock = clock
+        self.message_log = message_log
+        self._sessions: dict[str, list[Session]] = {}
+        self._buffers: set[str] = set()
+
+    @inlineCallbacks
+    def start(self):
+        yield self.store.start()
+        self._buffers = set((yield self.store.conversations()))
+
+    def stop(self) -> Deferred[None]:
+        return self.store.stop()
+
+    # -- sessions and presence ------------------------------------------------------------
+
+    def login(self, user: str, client: Client) -> Session:
+        """Open a session for ``user``; checking credentials is the caller's job."""
+        if not self.directory.is_user(user):
+            raise ChatError("unknown-user", f"There is no user {user!r}.")
+        session = Session(self, user, client)
+        self._sessions.setdefault(user, []).append(session)
+        return session
+
+    def _logout(self, session: Session) -> None:
+        sessions = self._sessions.get(session.user, [])
+        if session in sessions:
+            sessions.remove(session)
+            if not sessions:
+                del self._sessions[session.user]
+
+    def is_online(self, user: str) -> bool:
+        return user in self._sessions
+
+    def users(self) -> list[tuple[str, bool]]:
+        """Every user, in directory order, with whether they are online."""
+        return [(user, user in self._sessions) for user in self.directory.users]
+
+    # -- conversations -------------------------------------------------------------------
+
+    def conversation(self, user: str, target: str) -> Conversation:
+        """The conversation ``user`` means by ``target`` (``bob`` or ``#group1``)."""
+        if target.startswith(GROUP_PREFIX):
+            group = target[len(GROUP_PREFIX) :]
+            if not self.directory.is_group(group):
+                raise ChatError("unknown-group", f"There is no group {group!r}.")
+            members = self.directory.groups[group]
+            if user not in members:
+                raise ChatError("not-a-member", f"You are not a member of {group!r}.")
+            return Conversation(group_key(group), group, True, members)
+        if not self.directory.is_user(target):
+            raise ChatError("unknown-user", f"There is no user {target!r}.")
+        if target == user:
+            raise ChatError("bad-target", "You cannot chat with yourself.")
+        return Conversation(direct_key(user, target), target, False, (user, target))
+
+    def _ensure_buffer(self, conversation: Conversation) -> None:
+        if conversation.key not in self._buffers:
+            self._buffers.add(conversation.key)
+            prefix = "[Group] " if conversation.is_group else ""
+            self.log.info(
+                "{prefix}Creating new buffer for key {name}", prefix=prefix, name=conversation.name
+            )
+
+    def _unavailable(self, why: StoreError) -> ChatError:
+        self.log.error("Message store failed: {why}", why=why)
+        return ChatError("unavailable", "The message store is not available; try again.")
+
+    def _store_failed(self, failure):
+        failure.trap(StoreError)
+        raise self._unavailable(failure.value)
+
+    def _deliver(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
+        self._log_message(message, conversation)
+        views: dict[str, Delivery] = {}
+        for user in conversation.participants:
+            sessions = self._sessions.get(user)
+            if not sessions:
+                continue
+            label = conversation.label_for(user)
+            delivery = views.get(label)
+            if delivery is None:
+                delivery = views[label] = Delivery(message, label)
+            for session in sessions:
+                if session is not origin:
+                    session.client.receive(delivery)
+
+    def _log_message(self, message: StoredMessage, conversation: Conversation) -> None:
+        if self.message_log == LOG_OFF:
+            return
+        text = message.text if self.message_log == LOG_TEXT else "(text hidden)"
+        if conversation.is_group:
+            self.log.info("{sender} to {group}: {text}", sender=message.sender, group=conversation.name, text=text)
+            self.log.info("Sending to group {group}", group=conversation.name)
+        else:
+            recipient = conversation.label_for(message.sender)
+            self.log.info("{sender} to {recipient}: {text}", sender=message.sender, recipient=recipient, text=text)
+            self.log.info("Sending to usr {recipient}", recipient=recipient)
+
+
+class Session:
+    """One logged-in connection of a user: everything a user can ask of the chat."""
+
+    def __init__(self, chat: Chat, user: str, client: Client) -> None:
+        self.chat = chat
+        self.user = user
+        self.client = client
+
+    def logout(self) -> None:
+        self.chat._logout(self)
+
+    def groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        directory = self.chat.directory
+        return [(group, directory.groups[group]) for group in directory.groups_of(self.user)]
+
+    def send(
+        self, target: str, text: str, client_id: str | None = None
+    ) -> Deferred[StoredMessage]:
+        """Store a message and, once durable, deliver it; fires with the stored message."""
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        chat._ensure_buffer(conversation)
+        d = chat.store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
+
+        def stored(result: tuple[StoredMessage, bool]) -> StoredMessage:
+            message, is_new = result
+            if is_new:
+                chat._deliver(message, conversation, self)
+            return message
+
+        return d.addCallbacks(stored, chat._store_failed)
+
+    @inlineCallbacks
+    def open(self, target: str):
+        """Open a conversation: fires with (label, its unseen messages, oldest first)."""
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        chat._ensure_buffer(conversation)
+        try:
+            seen = yield chat.store.seen(self.user, conversation.key)
+            messages = yield chat.store.messages_after(conversation.key, seen, OPEN_LIMIT)
+        except StoreError as e:
+            raise chat._unavailable(e) from None
+        unseen = [m for m in messages if m.sender != self.user]
+        return conversation.label_for(self.user), unseen
+
+    @inlineCallbacks
+    def ack(self, target: str, upto: int):
+        """Mark a conversation seen up to ``upto``: fires with (label, new position).
+
+        The position never passes the newest message, so an over-large id cannot hide
+        messages that have not been sent yet.
+        """
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        try:
+            newest = yield chat.store.recent(conversation.key, 1)
+            upto = min(upto, newest[-1].id if newest else 0)
+            position = yield chat.store.mark_seen(self.user, conversation.key, upto)
+        except StoreError as e:
+            raise chat._unavailable(e) from None
+        return conversation.label_for(self.user), position
+
+    @inlineCallbacks
+    def history(self, target: str, count: int):
+        """The last ``count`` messages: fires with (label, messages, oldest first)."""
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        try:
+            messages = yield chat.store.recent(conversation.key, count)
+        except StoreError as e:
+            raise chat._unavailable(e) from None
+        return conversation.label_for(self.user), messages

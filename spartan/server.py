@@ -1,0 +1,287 @@
+"""
+The Twisted adapter between connections and the chat core: a LineReceiver and its factory.
+
+Each line is parsed by `spartan.wire`, handed to the core, and the result formatted back.
+Replies go out in the order the lines came even when the core answers later (a SEND
+waits for the store): each reply takes a slot in a queue that is written in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from spartan import __version__, wire
+from spartan.chat import Chat, ChatError, Delivery, Session
+
+DEFAULT_MAX_LINE = 4096
+DEFAULT_MAX_PENDING = 1 << 20
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    """A delivered message as a ``* MSG`` line (one encoding shared by every recipient)."""
+    m = delivery.message
+    return wire.format_message("MSG", m.id, m.timestamp, delivery.conversation, m.sender, m.text)
+
+
+def _message_lines(kind: str, label: str, messages) -> list[bytes]:
+    return [
+        wire.format_message(kind, m.id, m.timestamp, label, m.sender, m.text) for m in messages
+    ]
+
+
+@implementer(IPushProducer)
+class SpartanProtocol(LineReceiver):
+    # Bare LF ends a line, so nc and scripts work as well as telnet; wire drops the CR.
+    delimiter = b"\n"
+
+    log = Logger()
+    factory: SpartanFactory
+    session: Session | None = None
+
+    def __init__(self) -> None:
+        self._replies: deque[list] = deque()  # slots [bytes | None], written in order
+        self._discarding = False  # inside the tail of an overlong line
+        self._rest_after_overlong = b""
+        self._closing = False
+        self._peer_paused = False  # the peer stopped reading; our writes pile up
+        self._written_while_paused = 0
+
+    # -- connection -------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.MAX_LENGTH = self.factory.max_line
+        self.transport.registerProducer(self, True)
+        self._write(wire.format_greeting(self.factory.version))
+
+    def connectionLost(self, reason) -> None:
+        if self.session is not None:
+            self.session.logout()
+            self.session = None
+        self._replies.clear()
+
+    # IPushProducer: the transport calls these when the peer stops / starts reading again.
+    def pauseProducing(self) -> None:
+        self._peer_paused = True
+
+    def resumeProducing(self) -> None:
+        self._peer_paused = False
+        self._written_while_paused = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _write(self, data: bytes) -> None:
+        if self._peer_paused:
+            self._written_while_paused += len(data)
+            if self._written_while_paused > self.factory.max_pending:
+                self._drop_slow_reader()
+                return
+        self.transport.write(data)
+
+    def _drop_slow_reader(self) -> None:
+        if not self._closing:
+            self._closing = True
+            who = self.session.user if self.session else "a client"
+            self.log.warn(
+                "Closing the connection of {who}: it stopped reading ({n} bytes waiting)",
+                who=who,
+                n=self._written_while_paused,
+            )
+            # Its undelivered messages are unacknowledged: they wait in the buffers.
+            self.transport.abortConnection()
+
+    # -- lines in ---------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        while True:
+            if self._discarding:
+                _, newline, data = data.partition(b"\n")
+                if not newline:
+                    return
+                self._discarding = False
+            super().dataReceived(data)
+            if not self._rest_after_overlong or self._closing:
+                return
+            data, self._rest_after_overlong = self._rest_after_overlong, b""
+
+    def lineLengthExceeded(self, data: bytes) -> None:
+        # LineReceiver hands over the overlong line and whatever followed it: answer once,
+        # skip to the end of that line, and go on with the lines after it (dataReceived).
+        self._reply(
+            wire.format_error(
+                "line-too-long", f"Lines are limited to {self.MAX_LENGTH} bytes; line discarded."
+            )
+        )
+        _, newline, rest = data.partition(b"\n")
+        if newline:
+            self._rest_after_overlong = rest
+        else:
+            self._discarding = True
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._closing:
+            return
+        command = wire.parse_command(line)
+        try:
+            reply = self._handle(command)
+        except ChatError as e:
+            reply = wire.format_error(e.code, e.message)
+        except Exception:
+            self.log.failure("Error handling {command!r}", command=command)
+            reply = _INTERNAL_ERROR
+        self._reply(reply)
+        if isinstance(command, wire.Quit):
+            self._closing = True
+            self._close_when_answered()
+
+    # -- replies out ------------------------------------------------------------------------
+
+    def _reply(self, reply: bytes | Deferred[bytes]) -> None:
+        if not isinstance(reply, Deferred):
+            if self._replies:
+                self._replies.append([reply])
+            else:
+                self._write(reply)
+            return
+        slot: list = [None]
+        self._replies.append(slot)
+        reply.addErrback(self._error_reply).addCallback(self._fill, slot)
+
+    def _error_reply(self, failure) -> bytes:
+        if failure.check(ChatError):
+            return wire.format_error(failure.value.code, failure.value.message)
+        self.log.failure("Error answering a command", failure)
+        return _INTERNAL_ERROR
+
+    def _fill(self, data: bytes, slot: list) -> None:
+        slot[0] = data
+        replies = self._replies
+        while replies and replies[0][0] is not None:
+            self._write(replies.popleft()[0])
+        self._close_when_answered()
+
+    def _close_when_answered(self) -> None:
+        if self._closing and not self._replies and self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- the core, from the client's side -----------------------------------------------------
+
+    def receive(self, delivery: Delivery) -> None:
+        self._write(delivery.encoded(encode_delivery))
+
+    def _handle(self, command) -> bytes | Deferred[bytes]:
+        if isinstance(command, wire.WireError):
+            return wire.format_error(command.code, command.message)
+        handler = _BEFORE_LOGIN.get(type(command))
+        if handler is not None:
+            return handler(self, command)
+        if self.session is None:
+            return wire.format_error("not-logged-in", "Log in first: LOGIN <user>.")
+        return _AFTER_LOGIN[type(command)](self, self.session, command)
+
+    def _login(self, command: wire.Login):
+        if self.session is not None:
+            raise ChatError("already-logged-in", f"Already logged in as {self.session.user}.")
+        self.session = self.factory.chat.login(command.user, self)
+        self.log.info("{user} logged in", user=command.user)
+        return wire.format_ok("LOGIN", command.user)
+
+
+_INTERNAL_ERROR = wire.format_error(
+    "internal-error", "The server failed to handle that command; it has been logged."
+)
+
+
+def _help(protocol, command):
+    return b"".join(wire.format_help())
+
+
+def _ping(protocol, command):
+    return wire.format_ok("PONG", *([command.token] if command.token else []))
+
+
+def _quit(protocol, command):
+    return wire.format_ok("BYE")
+
+
+def _users(protocol, session, command):
+    fields = (f"{user}={'online' if online else 'offline'}" for user, online in session.chat.users())
+    return wire.format_ok("USERS", *fields)
+
+
+def _groups(protocol, session, command):
+    return wire.format_ok("GROUPS", *(f"{g}={','.join(members)}" for g, members in session.groups()))
+
+
+def _send(protocol, session, command):
+    d = session.send(command.target, command.text, command.client_id)
+    return d.addCallback(
+        lambda m: wire.format_ok("SENT", str(m.id), wire.format_timestamp(m.timestamp))
+    )
+
+
+def _open(protocol, session, command):
+    def answer(result):
+        label, messages = result
+        lines = _message_lines("MSG", label, messages)
+        return b"".join(lines + [wire.format_ok("OPEN", label, str(len(messages)))])
+
+    return session.open(command.target).addCallback(answer)
+
+
+def _ack(protocol, session, command):
+    return session.ack(command.target, command.upto).addCallback(
+        lambda result: wire.format_ok("ACK", result[0], str(result[1]))
+    )
+
+
+def _history(protocol, session, command):
+    def answer(result):
+        label, messages = result
+        lines = _message_lines("HISTORY", label, messages)
+        return b"".join(lines + [wire.format_ok("HISTORY", label, str(len(messages)))])
+
+    return session.history(command.target, command.count).addCallback(answer)
+
+
+_BEFORE_LOGIN = {
+    wire.Help: _help,
+    wire.Login: SpartanProtocol._login,
+    wire.Ping: _ping,
+    wire.Pong: _ping,
+    wire.Quit: _quit,
+}
+_AFTER_LOGIN = {
+    wire.Users: _users,
+    wire.Groups: _groups,
+    wire.Send: _send,
+    wire.Open: _open,
+    wire.Ack: _ack,
+    wire.History: _history,
+}
+
+
+class SpartanFactory(ServerFactory):
+    """Holds the chat core (registry, buffers) for every connection of a listener."""
+
+    protocol = SpartanProtocol
+    noisy = False  # the service logs the spec's own "Started server" line instead
+
+    def __init__(
+        self,
+        chat: Chat,
+        max_line: int = DEFAULT_MAX_LINE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        version: str = "",
+    ) -> None:
+        self.chat = chat
+        self.max_line = max_line
+        self.max_pending = max_pending
+        self.version = version or __version__

@@ -1,0 +1,73 @@
+"""
+Where messages and seen-positions are kept: one small interface, several stores.
+
+Every method returns a Deferred, so a store may do its I/O off the reactor thread (SQLite)
+or over the network (Redis); the in-memory store answers at once.  A store assigns message
+ids: positive integers, increasing in the order `append` was called.
+
+Conversation keys are strings made by `spartan.chat`: ``dm:alice:bob`` (the two users,
+sorted) or ``group:group1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    timestamp: float  # seconds since the epoch, UTC
+    conversation: str  # a conversation key
+    sender: str
+    text: str
+    client_id: str | None = None
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (disk full, database unreadable, ...).
+
+    The message is for the operator and the user; nothing was changed.
+    """
+
+
+class MessageStore(Protocol):
+    def start(self) -> Deferred[None]:
+        """Open the store; fails with StoreError if it cannot be used."""
+
+    def stop(self) -> Deferred[None]:
+        """Finish pending writes and close."""
+
+    def conversations(self) -> Deferred[set[str]]:
+        """Keys of every conversation that holds at least one message."""
+
+    def append(
+        self,
+        conversation: str,
+        sender: str,
+        text: str,
+        timestamp: float,
+        client_id: str | None = None,
+    ) -> Deferred[tuple[StoredMessage, bool]]:
+        """Store a message; fire once it is durable with (message, is_new).
+
+        With a ``client_id`` that ``sender`` already used, nothing is stored and the
+        earlier message comes back with ``is_new`` False.
+        """
+
+    def messages_after(
+        self, conversation: str, after_id: int, limit: int
+    ) -> Deferred[list[StoredMessage]]:
+        """Up to ``limit`` messages with id > ``after_id``, oldest first."""
+
+    def recent(self, conversation: str, limit: int) -> Deferred[list[StoredMessage]]:
+        """The last ``limit`` messages, oldest first."""
+
+    def seen(self, user: str, conversation: str) -> Deferred[int]:
+        """The id up to which ``user`` has seen ``conversation`` (0: nothing)."""
+
+    def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
+        """Move the seen position forward (never back); fire with the new position."""
