@@ -30,7 +30,9 @@ from typing import Protocol
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
+from spartan.auth import Authenticator, OpenDoor
 from spartan.directory import Directory
+from spartan.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError
 from spartan.wire import GROUP_PREFIX
 
@@ -38,15 +40,6 @@ OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps
 
 # How message text appears in the log: the spec's lines, or without the text for privacy.
 LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
-
-
-class ChatError(Exception):
-    """A request the rules refuse: a code for programs and a sentence for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
 
 
 class Delivery:
@@ -108,8 +101,10 @@ class Chat:
         store: MessageStore,
         clock,
         message_log: str = LOG_TEXT,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.directory = directory
+        self.authenticator = authenticator or OpenDoor(directory)
         self.store = store
         self.clock = clock
         self.message_log = message_log
@@ -126,13 +121,20 @@ class Chat:
 
     # -- sessions and presence ------------------------------------------------------------
 
-    def login(self, user: str, client: Client) -> Session:
-        """Open a session for ``user``; checking credentials is the caller's job."""
-        if not self.directory.is_user(user):
-            raise ChatError("unknown-user", f"There is no user {user!r}.")
-        session = Session(self, user, client)
-        self._sessions.setdefault(user, []).append(session)
-        return session
+    def login(
+        self, user: str, password: str | None, client: Client, peer: str | None = None
+    ) -> Deferred[Session]:
+        """Check credentials, then open a session for ``user`` that pushes to ``client``."""
+
+        def checked(allowed: bool) -> Session:
+            if not allowed or not self.directory.is_user(user):
+                raise ChatError("bad-credentials", "Unknown user or wrong password.")
+            session = Session(self, user, client)
+            self._sessions.setdefault(user, []).append(session)
+            self.log.info("{user} logged in", user=user)
+            return session
+
+        return self.authenticator.check(user, password, peer).addCallback(checked)
 
     def _logout(self, session: Session) -> None:
         sessions = self._sessions.get(session.user, [])

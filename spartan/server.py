@@ -44,6 +44,7 @@ class SpartanProtocol(LineReceiver):
     log = Logger()
     factory: SpartanFactory
     session: Session | None = None
+    _logging_in = False
 
     def __init__(self) -> None:
         self._replies: deque[list] = deque()  # slots [bytes | None], written in order
@@ -187,11 +188,24 @@ class SpartanProtocol(LineReceiver):
         return _AFTER_LOGIN[type(command)](self, self.session, command)
 
     def _login(self, command: wire.Login):
-        if self.session is not None:
-            raise ChatError("already-logged-in", f"Already logged in as {self.session.user}.")
-        self.session = self.factory.chat.login(command.user, self)
-        self.log.info("{user} logged in", user=command.user)
-        return wire.format_ok("LOGIN", command.user)
+        if self.session is not None or self._logging_in:
+            raise ChatError("already-logged-in", "This connection is already logged in.")
+        self._logging_in = True
+        peer = getattr(self.transport.getPeer(), "host", None)
+
+        def logged_in(session: Session) -> bytes:
+            if not self.connected:  # gone while the password was checked
+                session.logout()
+            else:
+                self.session = session
+            return wire.format_ok("LOGIN", session.user)
+
+        def done(result):
+            self._logging_in = False
+            return result
+
+        d = self.factory.chat.login(command.user, command.password, self, peer)
+        return d.addCallback(logged_in).addBoth(done)
 
 
 _INTERNAL_ERROR = wire.format_error(
