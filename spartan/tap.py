@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.application import service
 from twisted.internet import endpoints
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -20,10 +20,12 @@ DEFAULT_PORT = "tcp:3000"
 MEMORY = ":memory:"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def _positive(options: usage.Options, name: str) -> int:
+    value = options[name]
+    if isinstance(value, str):
+        value = int(value) if value.isdigit() else 0
     if value <= 0:
-        raise ValueError("must be positive")
+        raise usage.UsageError(f"--{name} must be a positive whole number, not {options[name]!r}")
     return value
 
 
@@ -36,13 +38,12 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "TOML file of users and groups (see README)."],
         ["db", None, MEMORY, f"Where messages are kept ({MEMORY} keeps them in memory)."],
-        ["max-line", None, DEFAULT_MAX_LINE, "Longest line accepted, in bytes.", _positive],
+        ["max-line", None, DEFAULT_MAX_LINE, "Longest line accepted, in bytes."],
         [
             "max-pending",
             None,
             DEFAULT_MAX_PENDING,
             "Bytes that may wait for a client that stopped reading before it is dropped.",
-            _positive,
         ],
         [
             "message-log",
@@ -67,6 +68,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
+        for name in ("max-line", "max-pending"):
+            self[name] = _positive(self, name)
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
         try:
@@ -118,7 +121,7 @@ class SpartanService(service.Service):
         super().stopService()
         yield self._started
         ports, self.ports = self.ports, []
-        yield DeferredList([port.stopListening() for port in ports])
+        yield DeferredList([maybeDeferred(port.stopListening) for port in ports])
         yield self.chat.stop()
 
 

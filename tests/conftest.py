@@ -1,0 +1,39 @@
+import pytest
+
+from tests.support import LineClient, TwistdServer
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real `twistd spartan` on a free loopback port, stopped after the test."""
+    with TwistdServer(tmp_path, "--db", ":memory:") as running:
+        yield running
+
+
+@pytest.fixture
+def connect(server):
+    clients = []
+
+    def open_client() -> LineClient:
+        client = LineClient(server.port)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def log_lines():
+    """What the server logs during the test, as formatted lines."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)

@@ -1,0 +1,76 @@
+"""`twistd spartan`: the plugin is found, options parse, the service listens and logs."""
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactor
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from spartan import tap
+from spartan.directory import DEMO
+
+
+def test_the_twistd_plugin_is_discovered():
+    makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+    assert "spartan" in makers
+    assert makers["spartan"].options is tap.Options
+
+
+def parse(*args):
+    options = tap.Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults_serve_the_demo_directory_on_port_3000():
+    options = parse()
+    assert options["ports"] == ["tcp:3000"]
+    assert options["directory"] is DEMO
+
+
+def test_ports_take_numbers_or_endpoints_and_repeat():
+    options = parse("--port", "4000", "-p", "tcp:4001:interface=127.0.0.1")
+    assert options["ports"] == ["tcp:4000", "tcp:4001:interface=127.0.0.1"]
+
+
+def test_config_file_gives_the_directory(tmp_path):
+    config = tmp_path / "team.toml"
+    config.write_text('users = ["ann", "ben", "cy"]\n[groups]\nops = ["ann", "cy"]\n')
+    directory = parse("--config", str(config))["directory"]
+    assert directory.users == ("ann", "ben", "cy")
+    assert directory.groups == {"ops": ("ann", "cy")}
+
+
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["--config", "/no/such/file.toml"], "cannot read /no/such/file.toml"),
+        (["--message-log", "loud"], "--message-log must be"),
+        (["--max-line", "0"], "max-line"),
+        (["--max-line", "many"], "max-line"),
+    ],
+)
+def test_bad_options_are_usage_errors(args, complaint):
+    with pytest.raises(usage.UsageError) as error:
+        parse(*args)
+    assert complaint in str(error.value)
+
+
+def test_bad_endpoint_is_a_usage_error():
+    with pytest.raises(usage.UsageError) as error:
+        tap.makeService(parse("--port", "nonsense:1"), MemoryReactor())
+    assert "nonsense:1" in str(error.value)
+
+
+def test_service_listens_on_every_port_and_logs_the_spec_line(log_lines):
+    reactor = MemoryReactor()
+    service = tap.makeService(parse("--port", "3000", "--port", "tcp:3001:interface=127.0.0.1"), reactor)
+    service.startService()
+    assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [
+        (3000, ""),
+        (3001, "127.0.0.1"),
+    ]
+    assert "Started server started on port 3000" in log_lines
+    assert "Started server started on port 3001" in log_lines
+    service.stopService()
+    assert service.ports == []
