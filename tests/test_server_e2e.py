@@ -1,6 +1,8 @@
 """A real `twistd spartan` process, spoken to over loopback sockets as telnet or nc would."""
 
+import socket
 import subprocess
+import time
 
 from tests.support import TWISTD, LineClient, TwistdServer
 
@@ -115,3 +117,33 @@ def test_a_bad_config_stops_twistd_with_a_clear_message(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0
     assert "group 'study' lists unknown users: zed" in result.stdout + result.stderr
+
+
+def test_a_client_that_never_reads_is_dropped_and_loses_nothing(tmp_path):
+    with TwistdServer(tmp_path, "--max-pending", "65536", "--message-log", "off") as server:
+        alice = LineClient(server.port)
+        alice.command("LOGIN alice")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"LOGIN bob\r\n")  # and never reads again
+        text = "x" * 3000
+        sent = 0
+        deadline = time.monotonic() + 30
+        # Enough to fill the kernel's socket buffers and then the limit; bounded in count and time.
+        while "stopped reading" not in server.log and sent < 6000 and time.monotonic() < deadline:
+            for _ in range(100):
+                alice.send(f"SEND bob {sent} {text}")
+                sent += 1
+            for _ in range(100):
+                assert alice.line().startswith("OK SENT ")
+        server.wait_for_log("Closing the connection of bob: it stopped reading")
+        stalled.close()
+        assert alice.command("PING")[1] == "OK PONG"  # everyone else is still served
+        bob = LineClient(server.port)
+        bob.command("LOGIN bob")
+        pushed, reply = bob.command("OPEN alice")
+        assert reply == f"OK OPEN alice {sent}"
+        assert [int(line.split(" ")[6]) for line in pushed] == list(range(sent))
+        alice.close()
+        bob.close()
