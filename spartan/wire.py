@@ -23,7 +23,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CRLF = b"\r\n"
 PROTOCOL_VERSION = "1"
@@ -59,7 +59,7 @@ class Help:
 @dataclass(frozen=True, slots=True)
 class Login:
     user: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
 
 
 @dataclass(frozen=True, slots=True)
