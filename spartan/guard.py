@@ -77,7 +77,7 @@ class Guard:
             self.close("idle-timeout", f"No line for {idle:g} seconds; closing.")
             return
         if silent >= idle / 2:
-            if self._pinged_at is None or self._pinged_at < self.last_activity:
+            if self._pinged_at is None or self.last_activity >= self._pinged_at:
                 self._pings += 1
                 self._pinged_at = now
                 self.protocol._write(wire.format_push("PING", str(self._pings)))

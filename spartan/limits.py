@@ -137,7 +137,7 @@ class FailureBackoff:
         if entry is None:
             return 0.0
         failures, last = entry
-        extra = failures - self.config.free_failures
+        extra = failures - self.config.free_failures - 1
         if extra < 0:
             return 0.0
         wait = min(self.config.cap, self.config.base * 2 ** min(extra, 32))

@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None
     if not password:
         print("An empty password is not allowed.", file=sys.stderr)
         return 1
+    if password != password.strip(" ") or not password.isprintable():
+        # LOGIN ignores spaces around the password and refuses control characters.
+        print("A password cannot start or end with a space, nor hold control characters.",
+              file=sys.stderr)
+        return 1
     hashed = hash_password(password)
     stdout.write(f'{argv[0]} = "{hashed}"\n' if argv else hashed + "\n")
     return 0

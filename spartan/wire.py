@@ -160,12 +160,14 @@ def _no_args(verb: str, cls):
 
 
 def _parse_login(rest: str):
-    parts = rest.split(" ")
-    if len(parts) not in (1, 2) or not parts[0]:
+    # The password is the rest of the line, so a passphrase may hold spaces.
+    user, _, password = rest.partition(" ")
+    password = password.lstrip(" ")
+    if not user:
         return _syntax("LOGIN")
-    if not is_name(parts[0]):
-        return WireError("bad-name", f"{parts[0]!r} is not a valid user name.")
-    return Login(parts[0], parts[1] if len(parts) == 2 else None)
+    if not is_name(user):
+        return WireError("bad-name", f"{user!r} is not a valid user name.")
+    return Login(user, password or None)
 
 
 def _parse_send(rest: str):

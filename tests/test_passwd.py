@@ -91,6 +91,8 @@ def test_main_refuses_mismatch_and_empty(capsys):
     out = io.StringIO()
     assert passwd.main([], getpass=lambda p: next(answers), stdin=_Tty(), stdout=out) == 1
     assert passwd.main([], stdin=io.StringIO("\n"), stdout=out) == 1
+    assert passwd.main([], stdin=io.StringIO(" padded \n"), stdout=out) == 1
+    assert passwd.main([], stdin=io.StringIO("tab\there\n"), stdout=out) == 1
     assert out.getvalue() == ""
     assert "one" not in capsys.readouterr().err
 
