@@ -366,3 +366,73 @@ def test_timers_are_cancelled_when_the_connection_goes():
     conn.send("PING", "PING")
     conn.close()
     assert server.clock.getDelayedCalls() == []
+
+
+# -- twistd options -----------------------------------------------------------------------
+
+
+def _options(*args):
+    from spartan.tap import Options
+
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_options_defaults_turn_the_limits_on():
+    limits = _options()["limits"]
+    assert limits.rate == RateConfig(rate=5.0, burst=40)
+    assert (limits.max_connections, limits.max_per_address) == (1000, 20)
+    assert (limits.login_timeout, limits.idle_timeout) == (60, 600)
+
+
+def test_options_set_and_turn_off_limits():
+    options = _options(
+        "--rate", "2.5", "--burst", "0", "--max-connections", "0", "--max-per-address", "3",
+        "--login-timeout", "0", "--idle-timeout", "30", "--require-passwords",
+    )  # fmt: skip
+    limits = options["limits"]
+    assert not limits.rate.enabled and limits.rate.rate == 2.5
+    assert (limits.max_connections, limits.max_per_address) == (0, 3)
+    assert (limits.login_timeout, limits.idle_timeout) == (0, 30)
+    assert options["require-passwords"]
+
+
+@pytest.mark.parametrize(
+    "args", [("--burst", "-1"), ("--rate", "nan"), ("--idle-timeout", "-5"), ("--rate", "0")]
+)
+def test_options_refuse_bad_values(args):
+    from twisted.python.usage import UsageError
+
+    with pytest.raises(UsageError):
+        _options(*args)
+
+
+def test_several_listeners():
+    options = _options("--port", "tcp:0:interface=127.0.0.1", "--port", "3001")
+    assert options["ports"] == ["tcp:0:interface=127.0.0.1", "tcp:3001"]
+
+
+def test_bad_hash_in_config_is_a_usage_error_that_hides_it(tmp_path):
+    from twisted.python.usage import UsageError
+
+    config = tmp_path / "c.toml"
+    config.write_text('users = ["alice"]\n[passwords]\nalice = "hunter2"\n')
+    with pytest.raises(UsageError) as e:
+        _options("--config", str(config))
+    assert "alice" in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_make_service_wires_passwords_and_limits(tmp_path):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from spartan.tap import makeService
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'users = ["alice", "bob"]\n[passwords]\nalice = "{HASHED}"\n')
+    options = _options("--config", str(config), "--burst", "7", "--port", "tcp:0")
+    service = makeService(options, MemoryReactorClock())
+    assert isinstance(service.chat.authenticator, PasswordAuthenticator)
+    assert service.factory.limits.rate.burst == 7
+    plain = makeService(_options("--require-passwords"), MemoryReactorClock())
+    assert plain.chat.authenticator.require_passwords
