@@ -12,13 +12,15 @@ from collections import deque
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from spartan import __version__, wire
 from spartan.chat import Chat, ChatError, Delivery, Session
+from spartan.guard import Guard
+from spartan.limits import ConnectionCounter, ServerLimits
 
 DEFAULT_MAX_LINE = 4096
 DEFAULT_MAX_PENDING = 1 << 20
@@ -45,6 +47,7 @@ class SpartanProtocol(LineReceiver):
     factory: SpartanFactory
     session: Session | None = None
     _logging_in = False
+    address: str | None = None  # the peer's host, counted by the factory
 
     def __init__(self) -> None:
         self._replies: deque[list] = deque()  # slots [bytes | None], written in order
@@ -59,9 +62,14 @@ class SpartanProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.factory.max_line
         self.transport.registerProducer(self, True)
+        self.guard = Guard(self, self.factory.limits, self.factory.clock)
+        self.guard.start()
         self._write(wire.format_greeting(self.factory.version))
 
     def connectionLost(self, reason) -> None:
+        self.factory.connection_lost(self)
+        if hasattr(self, "guard"):
+            self.guard.stop()
         if self.session is not None:
             self.session.logout()
             self.session = None
@@ -115,11 +123,13 @@ class SpartanProtocol(LineReceiver):
     def lineLengthExceeded(self, data: bytes) -> None:
         # LineReceiver hands over the overlong line and whatever followed it: answer once,
         # skip to the end of that line, and go on with the lines after it (dataReceived).
-        self._reply(
-            wire.format_error(
-                "line-too-long", f"Lines are limited to {self.MAX_LENGTH} bytes; line discarded."
+        if not self._closing and self.guard.admit():
+            self._reply(
+                wire.format_error(
+                    "line-too-long",
+                    f"Lines are limited to {self.MAX_LENGTH} bytes; line discarded.",
+                )
             )
-        )
         _, newline, rest = data.partition(b"\n")
         if newline:
             self._rest_after_overlong = rest
@@ -127,7 +137,7 @@ class SpartanProtocol(LineReceiver):
             self._discarding = True
 
     def lineReceived(self, line: bytes) -> None:
-        if self._closing:
+        if self._closing or not self.guard.admit():
             return
         command = wire.parse_command(line)
         try:
@@ -294,8 +304,40 @@ class SpartanFactory(ServerFactory):
         max_line: int = DEFAULT_MAX_LINE,
         max_pending: int = DEFAULT_MAX_PENDING,
         version: str = "",
+        limits: ServerLimits | None = None,
+        clock=None,
     ) -> None:
         self.chat = chat
         self.max_line = max_line
         self.max_pending = max_pending
         self.version = version or __version__
+        self.limits = limits or ServerLimits()
+        self.clock = clock or chat.clock
+        self.connections = ConnectionCounter(
+            self.limits.max_connections, self.limits.max_per_address
+        )
+
+    def buildProtocol(self, addr):
+        address = str(getattr(addr, "host", None) or addr)
+        refusal = self.connections.acquire(address)
+        if refusal is not None:
+            return _Refuse(refusal)
+        protocol = super().buildProtocol(addr)
+        protocol.address = address
+        return protocol
+
+    def connection_lost(self, protocol: SpartanProtocol) -> None:
+        if protocol.address is not None:
+            self.connections.release(protocol.address)
+            protocol.address = None
+
+
+class _Refuse(Protocol):
+    """Over the connection limits: one line saying so, then close."""
+
+    def __init__(self, sentence: str) -> None:
+        self.sentence = sentence
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.format_error("too-many-connections", self.sentence))
+        self.transport.loseConnection()

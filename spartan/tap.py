@@ -10,8 +10,11 @@ from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
+from spartan.auth import make_authenticator
 from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.directory import DEMO, ConfigError, Directory, load_directory
+from spartan.limits import RateConfig, ServerLimits
+from spartan.passwd import BadHash, parse_hash
 from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
 from spartan.store import MessageStore
 from spartan.store.memory import MemoryStore
@@ -26,6 +29,20 @@ def _positive(options: usage.Options, name: str) -> int:
         value = int(value) if value.isdigit() else 0
     if value <= 0:
         raise usage.UsageError(f"--{name} must be a positive whole number, not {options[name]!r}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value
 
 
@@ -51,6 +68,20 @@ class Options(usage.Options):
             LOG_TEXT,
             f"Per-message log lines: {LOG_TEXT} (the spec's), {LOG_HIDDEN} (no text), {LOG_OFF}.",
         ],
+        ["rate", None, 5.0, "Lines a second a connection may send once its burst is spent.",
+         _not_negative],
+        ["burst", None, 40, "Lines a connection may send at once (0: no rate limit).", _count],
+        ["max-connections", None, 1000, "Connections at once, in total (0: no limit).", _count],
+        ["max-per-address", None, 20, "Connections at once from one address (0: no limit).",
+         _count],
+        ["login-timeout", None, 60.0, "Seconds a connection has to log in (0: no limit).",
+         _not_negative],
+        ["idle-timeout", None, 600.0,
+         "Seconds without a line before a connection is closed; a * PING goes out half way "
+         "(0: never).", _not_negative],
+    ]
+    optFlags = [
+        ["require-passwords", None, "Users without a password hash cannot log in."],
     ]
 
     def __init__(self) -> None:
@@ -76,6 +107,20 @@ class Options(usage.Options):
             self["directory"] = load_directory(self["config"]) if self["config"] else DEMO
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        for user, encoded in self["directory"].password_hashes.items():
+            try:
+                parse_hash(encoded)
+            except BadHash as e:
+                raise usage.UsageError(f"the password hash of {user!r} is not usable: {e}") from None
+        if self["burst"] and not self["rate"]:
+            raise usage.UsageError("--rate must be above 0 (or turn rate limiting off: --burst 0)")
+        self["limits"] = ServerLimits(
+            rate=RateConfig(rate=self["rate"], burst=self["burst"]),
+            max_connections=self["max-connections"],
+            max_per_address=self["max-per-address"],
+            login_timeout=self["login-timeout"],
+            idle_timeout=self["idle-timeout"],
+        )
 
 
 def open_store(options: Options) -> MessageStore:
@@ -129,8 +174,20 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     if reactor is None:
         from twisted.internet import reactor
     directory: Directory = options["directory"]
-    chat = Chat(directory, open_store(options), reactor, message_log=options["message-log"])
-    factory = SpartanFactory(chat, max_line=options["max-line"], max_pending=options["max-pending"])
+    authenticator = make_authenticator(directory, reactor, options["require-passwords"])
+    chat = Chat(
+        directory,
+        open_store(options),
+        reactor,
+        message_log=options["message-log"],
+        authenticator=authenticator,
+    )
+    factory = SpartanFactory(
+        chat,
+        max_line=options["max-line"],
+        max_pending=options["max-pending"],
+        limits=options["limits"],
+    )
     listeners = []
     for description in options["ports"]:
         try:

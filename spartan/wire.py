@@ -23,7 +23,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CRLF = b"\r\n"
 PROTOCOL_VERSION = "1"
@@ -59,7 +59,7 @@ class Help:
 @dataclass(frozen=True, slots=True)
 class Login:
     user: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +160,14 @@ def _no_args(verb: str, cls):
 
 
 def _parse_login(rest: str):
-    parts = rest.split(" ")
-    if len(parts) not in (1, 2) or not parts[0]:
+    # The password is the rest of the line, so a passphrase may hold spaces.
+    user, _, password = rest.partition(" ")
+    password = password.lstrip(" ")
+    if not user:
         return _syntax("LOGIN")
-    if not is_name(parts[0]):
-        return WireError("bad-name", f"{parts[0]!r} is not a valid user name.")
-    return Login(parts[0], parts[1] if len(parts) == 2 else None)
+    if not is_name(user):
+        return WireError("bad-name", f"{user!r} is not a valid user name.")
+    return Login(user, password or None)
 
 
 def _parse_send(rest: str):
