@@ -120,7 +120,9 @@ def test_a_bad_config_stops_twistd_with_a_clear_message(tmp_path):
 
 
 def test_a_client_that_never_reads_is_dropped_and_loses_nothing(tmp_path):
-    with TwistdServer(tmp_path, "--max-pending", "65536", "--message-log", "off") as server:
+    with TwistdServer(
+        tmp_path, "--max-pending", "65536", "--message-log", "off", "--burst", "0"
+    ) as server:
         alice = LineClient(server.port)
         alice.command("LOGIN alice")
         stalled = socket.socket()
