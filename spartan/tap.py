@@ -44,12 +44,21 @@ class Options(usage.Options):
             "Bytes that may wait for a client that stopped reading before it is dropped.",
             _positive,
         ],
+        ["redis", None, None, "Join a cluster: keep messages in Redis (redis://[:password@]host:port/db, "
+         "rediss:// for TLS) and share delivery and presence with the other nodes."],
+        ["node-name", None, None, "This node's name in the cluster. [default: hostname:pid]"],
+        ["presence-ttl", None, 30.0, "Seconds before a dead node's users are shown offline.", float],
+        ["redis-retention", None, 10_000, "Messages kept per conversation in Redis.", _positive],
         [
             "message-log",
             None,
             LOG_TEXT,
             f"Per-message log lines: {LOG_TEXT} (the spec's), {LOG_HIDDEN} (no text), {LOG_OFF}.",
         ],
+    ]
+
+    optFlags = [
+        ["reuse-port", None, "Listen with SO_REUSEPORT, so several nodes share a port."],
     ]
 
     def __init__(self) -> None:
@@ -67,6 +76,15 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
+        if self["redis"]:
+            from spartan.store.redis import parse_redis_url
+
+            try:
+                self["redis-address"] = parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from None
+        if self["presence-ttl"] <= 0:
+            raise usage.UsageError("--presence-ttl must be positive")
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
         try:
@@ -126,12 +144,23 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     if reactor is None:
         from twisted.internet import reactor
     directory: Directory = options["directory"]
-    chat = Chat(directory, open_store(options), reactor, message_log=options["message-log"])
+    if options["redis"]:
+        from spartan.cluster import join_cluster
+
+        chat = join_cluster(directory, options, reactor)
+    else:
+        chat = Chat(directory, open_store(options), reactor, message_log=options["message-log"])
     factory = SpartanFactory(chat, max_line=options["max-line"], max_pending=options["max-pending"])
     listeners = []
     for description in options["ports"]:
         try:
-            listeners.append((description, endpoints.serverFromString(reactor, description)))
+            if options["reuse-port"]:
+                from spartan.reuseport import endpoint_from_description
+
+                endpoint = endpoint_from_description(reactor, description)
+            else:
+                endpoint = endpoints.serverFromString(reactor, description)
+            listeners.append((description, endpoint))
         except (ValueError, TypeError) as e:
             raise usage.UsageError(f"--port {description}: {e}") from None
     return SpartanService(chat, factory, listeners, reactor)

@@ -172,6 +172,7 @@ class RedisStore:
     @inlineCallbacks
     def start(self):
         import txredisapi  # imported here: it imports the global reactor
+        from twisted.internet.ssl import optionsForClientTLS
 
         address = self.address
         self._redis = txredisapi.lazyConnection(
@@ -180,7 +181,7 @@ class RedisStore:
             dbid=address.db,
             password=address.password,
             username=address.username,
-            ssl_context_factory=address.tls,
+            ssl_context_factory=optionsForClientTLS(address.host) if address.tls else False,
             connectTimeout=self.timeout,
             replyTimeout=self.timeout,
             convertNumbers=False,
