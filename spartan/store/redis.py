@@ -164,6 +164,7 @@ class RedisStore:
         self._connect = connect
         self._redis = None
         self._available = True
+        self._stopping = False
         self._health: task.LoopingCall | None = None
         self._availability_watchers: list[Callable[[bool], None]] = []
 
@@ -199,6 +200,7 @@ class RedisStore:
         self._health.start(self.health_interval, now=False)
 
     def stop(self) -> Deferred[None]:
+        self._stopping = True  # commands cut short by the disconnection are no outage
         if self._health is not None and self._health.running:
             self._health.stop()
         redis, self._redis = self._redis, None
@@ -220,7 +222,7 @@ class RedisStore:
         self._availability_watchers.append(callback)
 
     def _set_available(self, available: bool, why: str = "") -> None:
-        if available == self._available:
+        if available == self._available or self._stopping:
             return
         self._available = available
         if available:
