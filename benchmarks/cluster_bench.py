@@ -92,6 +92,12 @@ def start_nodes(count: int, redis_port: int, config: Path, workdir: Path) -> tup
     return processes, ports
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(processes) -> None:
     for p in processes:
         if p.poll() is None:
@@ -209,18 +215,25 @@ def main() -> None:
             nodes = []
             try:
                 nodes, ports = start_nodes(count, redis_port, config, workdir)
+                before = [cpu_seconds(p.pid) for p in [redis, *nodes]] + [time.process_time()]
+                wall = time.perf_counter()
                 rate, units = asyncio.run(workload(ports, args.messages))
-                rows.append((count, name, units, rate))
-                print(f"{count} node(s) {name:10} {units:7d} {rate:10.0f}/s", flush=True)
+                wall = time.perf_counter() - wall
+                after = [cpu_seconds(p.pid) for p in [redis, *nodes]] + [time.process_time()]
+                busy = [(b - a) / wall for a, b in zip(before, after)]
+                cpu = f"redis {busy[0]:.0%}, nodes {'+'.join(f'{x:.0%}' for x in busy[1:-1])}, load {busy[-1]:.0%}"
+                rows.append((count, name, units, rate, cpu))
+                print(f"{count} node(s) {name:10} {units:7d} {rate:10.0f}/s  CPU: {cpu}", flush=True)
             finally:
                 stop(nodes)
                 stop([redis])
     print()
-    print(f"| nodes | workload | count | rate (exactly-once checked) |   (AOF fsync {args.fsync}, {os.cpu_count()} cores)")
-    print("|---|---|---|---|")
-    for count, name, units, rate in rows:
+    print(f"AOF fsync {args.fsync}, {os.cpu_count()} cores; CPU = share of one core while running")
+    print("| nodes | workload | count | rate (exactly-once checked) | CPU |")
+    print("|---|---|---|---|---|")
+    for count, name, units, rate, cpu in rows:
         unit = "deliveries/s" if name == "fan-out" else "messages/s"
-        print(f"| {count} | {name} | {units} | {rate:,.0f} {unit} |")
+        print(f"| {count} | {name} | {units} | {rate:,.0f} {unit} | {cpu} |")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
