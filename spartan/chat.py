@@ -19,6 +19,9 @@ Theory of operation
   forward, set by acknowledgements.  Opening a conversation returns what lies after it,
   less the user's own messages.
 * Time comes from the injected clock (``IReactorTime``), so tests need no real time.
+* What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
+  a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
+  `spartan.cluster` puts a Redis-backed implementation there.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from spartan.auth import Authenticator, OpenDoor
@@ -81,6 +84,51 @@ class Conversation:
         return second if user == first else first
 
 
+class Peers(Protocol):
+    """The other nodes of a cluster, as the core sees them."""
+
+    def start(self) -> Deferred[None]: ...
+
+    def stop(self) -> Deferred[None]: ...
+
+    def publish(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
+        """A message is stored: deliver it to every session of the cluster but ``origin``."""
+
+    def joined(self, user: str) -> None:
+        """``user`` has its first session on this node."""
+
+    def left(self, user: str) -> None:
+        """``user`` has no session left on this node."""
+
+    def is_online(self, user: str) -> bool:
+        """Whether ``user`` has a session on another node."""
+
+
+class SingleNode:
+    """A node on its own: delivery is local and nobody is online elsewhere."""
+
+    def __init__(self, chat: Chat) -> None:
+        self.chat = chat
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+    def publish(self, message, conversation, origin) -> None:
+        self.chat._deliver(message, conversation, origin)
+
+    def joined(self, user: str) -> None:
+        pass
+
+    def left(self, user: str) -> None:
+        pass
+
+    def is_online(self, user: str) -> bool:
+        return False
+
+
 def direct_key(a: str, b: str) -> str:
     first, second = sorted((a, b))
     return f"dm:{first}:{second}"
@@ -110,14 +158,18 @@ class Chat:
         self.message_log = message_log
         self._sessions: dict[str, list[Session]] = {}
         self._buffers: set[str] = set()
+        self.peers: Peers = SingleNode(self)
 
     @inlineCallbacks
     def start(self):
         yield self.store.start()
         self._buffers = set((yield self.store.conversations()))
+        yield self.peers.start()
 
-    def stop(self) -> Deferred[None]:
-        return self.store.stop()
+    @inlineCallbacks
+    def stop(self):
+        yield self.peers.stop()
+        yield self.store.stop()
 
     # -- sessions and presence ------------------------------------------------------------
 
@@ -131,6 +183,8 @@ class Chat:
                 raise ChatError("bad-credentials", "Unknown user or wrong password.")
             session = Session(self, user, client)
             self._sessions.setdefault(user, []).append(session)
+            if len(self._sessions[user]) == 1:
+                self.peers.joined(user)
             self.log.info("{user} logged in", user=user)
             return session
 
@@ -142,13 +196,14 @@ class Chat:
             sessions.remove(session)
             if not sessions:
                 del self._sessions[session.user]
+                self.peers.left(session.user)
 
     def is_online(self, user: str) -> bool:
-        return user in self._sessions
+        return user in self._sessions or self.peers.is_online(user)
 
     def users(self) -> list[tuple[str, bool]]:
-        """Every user, in directory order, with whether they are online."""
-        return [(user, user in self._sessions) for user in self.directory.users]
+        """Every user, in directory order, with whether they are online (on any node)."""
+        return [(user, self.is_online(user)) for user in self.directory.users]
 
     # -- conversations -------------------------------------------------------------------
 
@@ -186,6 +241,12 @@ class Chat:
 
     def _deliver(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
         self._log_message(message, conversation)
+        self.deliver_local(message, conversation, origin)
+
+    def deliver_local(
+        self, message: StoredMessage, conversation: Conversation, origin: Session | None = None
+    ) -> None:
+        """Push a stored message to this node's sessions of its participants but ``origin``."""
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
             sessions = self._sessions.get(user)
@@ -239,7 +300,7 @@ class Session:
         def stored(result: tuple[StoredMessage, bool]) -> StoredMessage:
             message, is_new = result
             if is_new:
-                chat._deliver(message, conversation, self)
+                chat.peers.publish(message, conversation, self)
             return message
 
         return d.addCallbacks(stored, chat._store_failed)

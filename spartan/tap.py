@@ -62,6 +62,11 @@ class Options(usage.Options):
             DEFAULT_MAX_PENDING,
             "Bytes that may wait for a client that stopped reading before it is dropped.",
         ],
+        ["redis", None, None, "Join a cluster: keep messages in Redis (redis://[:password@]host:port/db, "
+         "rediss:// for TLS) and share delivery and presence with the other nodes."],
+        ["node-name", None, None, "This node's name in the cluster. [default: hostname:pid]"],
+        ["presence-ttl", None, 30.0, "Seconds before a dead node's users are shown offline.", float],
+        ["redis-retention", None, 10_000, "Messages kept per conversation in Redis."],
         [
             "message-log",
             None,
@@ -82,6 +87,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["require-passwords", None, "Users without a password hash cannot log in."],
+        ["reuse-port", None, "Listen with SO_REUSEPORT, so several nodes share a port."],
     ]
 
     def __init__(self) -> None:
@@ -99,8 +105,17 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
-        for name in ("max-line", "max-pending"):
+        for name in ("max-line", "max-pending", "redis-retention"):
             self[name] = _positive(self, name)
+        if self["redis"]:
+            from spartan.store.redis import parse_redis_url
+
+            try:
+                self["redis-address"] = parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from None
+        if self["presence-ttl"] <= 0:
+            raise usage.UsageError("--presence-ttl must be positive")
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
         try:
@@ -123,7 +138,14 @@ class Options(usage.Options):
         )
 
 
-def open_store(options: Options) -> MessageStore:
+def open_store(options: Options, reactor) -> MessageStore:
+    if options["redis"]:
+        # Imported only here: txredisapi imports the global reactor when it is imported.
+        from spartan.store.redis import RedisStore
+
+        return RedisStore(
+            options["redis-address"], reactor, max_per_conversation=options["redis-retention"]
+        )
     return MemoryStore()
 
 
@@ -177,11 +199,15 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     authenticator = make_authenticator(directory, reactor, options["require-passwords"])
     chat = Chat(
         directory,
-        open_store(options),
+        open_store(options, reactor),
         reactor,
         message_log=options["message-log"],
         authenticator=authenticator,
     )
+    if options["redis"]:
+        from spartan.cluster import join_cluster
+
+        chat.peers = join_cluster(chat, options, reactor)
     factory = SpartanFactory(
         chat,
         max_line=options["max-line"],
@@ -191,7 +217,13 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     listeners = []
     for description in options["ports"]:
         try:
-            listeners.append((description, endpoints.serverFromString(reactor, description)))
+            if options["reuse-port"]:
+                from spartan.reuseport import endpoint_from_description
+
+                endpoint = endpoint_from_description(reactor, description)
+            else:
+                endpoint = endpoints.serverFromString(reactor, description)
+            listeners.append((description, endpoint))
         except (ValueError, TypeError) as e:
             raise usage.UsageError(f"--port {description}: {e}") from None
     return SpartanService(chat, factory, listeners, reactor)
