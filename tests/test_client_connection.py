@@ -1,0 +1,329 @@
+"""The client's adapters: the server connection (with backoff), the terminal, the wiring."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, error, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from spartan import wire
+from spartan.client.app import ClientApp
+from spartan.client.connection import STABLE, Backoff, Pacer, ServerConnection, describe
+from spartan.client.flow import ClientFlow, ErasePrompt, Newline, Prompt, Show
+from spartan.client.terminal import MAX_INPUT_LINE, TerminalProtocol, render
+
+# -- backoff ------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_maximum_and_resets():
+    backoff = Backoff(initial=0.5, maximum=4, jitter=0)
+    assert [backoff.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    backoff.reset()
+    assert backoff.next() == 0.5
+
+
+def test_backoff_jitter_only_shortens():
+    backoff = Backoff(initial=10, maximum=10, jitter=0.2, rng=lambda: 1.0)
+    assert backoff.next() == pytest.approx(8.0)
+
+
+# -- the connection, with a fake endpoint and a Clock --------------------------------------------
+
+
+class FakeEndpoint:
+    """Each connect() is answered by the test: succeed() or fail()."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[defer.Deferred, protocol.Factory]] = []
+
+    def connect(self, factory):
+        d = defer.Deferred(lambda d: d.errback(error.ConnectingCancelledError(None)))
+        self.attempts.append((d, factory))
+        return d
+
+    def succeed(self) -> tuple[protocol.Protocol, StringTransport]:
+        d, factory = self.attempts[-1]
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d.callback(proto)
+        return proto, transport
+
+    def fail(self, why=None) -> None:
+        d, _factory = self.attempts[-1]
+        d.errback(why or error.ConnectionRefusedError())
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def connected(self):
+        self.events.append(("connected",))
+
+    def line_received(self, line):
+        self.events.append(("line", line))
+
+    def disconnected(self, why):
+        self.events.append(("disconnected", why))
+
+    def connect_failed(self, why):
+        self.events.append(("failed", why))
+
+
+def make_connection():
+    clock, endpoint, listener = Clock(), FakeEndpoint(), Listener()
+    backoff = Backoff(initial=1, maximum=8, jitter=0)
+    connection = ServerConnection(clock, endpoint, listener, backoff)
+    return clock, endpoint, listener, connection
+
+
+def test_lines_in_and_commands_out():
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    proto, transport = endpoint.succeed()
+    assert listener.events == [("connected",)]
+    proto.dataReceived(b"* HELLO Spartan 1 x hi\r\nOK LOG")
+    proto.dataReceived(b"IN alice\n")
+    assert listener.events[1:] == [
+        ("line", wire.Push("HELLO", "Spartan 1 x hi")),
+        ("line", wire.Reply(True, "LOGIN", "alice")),
+    ]
+    connection.send(wire.Send("bob", "hi there", "c1"))
+    assert transport.value() == b"SEND id=c1 bob hi there\r\n"
+
+
+def test_reconnect_waits_the_backoff_delay():
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    endpoint.fail()
+    assert listener.events == [("failed", "Connection refused")]
+    assert connection.reconnect() == 1
+    assert connection.reconnect() is None  # one attempt at a time
+    assert len(endpoint.attempts) == 1
+    clock.advance(0.99)
+    assert len(endpoint.attempts) == 1
+    clock.advance(0.01)
+    assert len(endpoint.attempts) == 2
+    endpoint.fail()
+    assert connection.reconnect() == 2
+    clock.advance(2)
+    proto, transport = endpoint.succeed()
+    assert listener.events[-1] == ("connected",)
+
+    # A connection that lasted resets the backoff; one that did not does not.
+    clock.advance(STABLE)
+    proto.connectionLost(Failure(error.ConnectionDone()))
+    assert listener.events[-1] == ("disconnected", "The server closed the connection")
+    assert connection.reconnect() == 1
+    clock.advance(1)
+    proto, transport = endpoint.succeed()
+    proto.connectionLost(Failure(error.ConnectionLost()))
+    assert connection.reconnect() == 2
+
+
+def test_commands_are_paced_below_the_servers_rate():
+    clock, endpoint, listener = Clock(), FakeEndpoint(), Listener()
+    connection = ServerConnection(clock, endpoint, listener, pacer=Pacer(rate=4, burst=3))
+    connection.connect()
+    proto, transport = endpoint.succeed()
+    for n in range(6):
+        connection.send(wire.Ping(str(n)))
+    assert transport.value() == b"PING 0\r\nPING 1\r\nPING 2\r\n"
+    clock.advance(0.25)
+    assert transport.value().endswith(b"PING 3\r\n")
+    clock.advance(0.5)
+    assert transport.value().endswith(b"PING 4\r\nPING 5\r\n")
+    connection.send(wire.Ping("6"))
+    proto.connectionLost(Failure(error.ConnectionLost()))  # what waits is dropped
+    clock.advance(10)
+    assert b"PING 6" not in transport.value()
+    assert clock.getDelayedCalls() == []
+
+
+def test_pacer():
+    pacer = Pacer(rate=2, burst=2)
+    assert [pacer.take(0), pacer.take(0)] == [0, 0]
+    assert pacer.take(0) == 0.5
+    assert pacer.take(0.5) == 0
+    pacer.reset()
+    assert pacer.take(0.5) == 0
+
+
+def test_close_stops_trying_and_fires_when_closed():
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    proto, transport = endpoint.succeed()
+    closed = connection.close()
+    assert transport.disconnecting and not closed.called
+    proto.connectionLost(Failure(error.ConnectionDone()))
+    assert closed.called
+    assert listener.events == [("connected",)]  # closing on purpose is not a loss
+    assert connection.reconnect() is None
+
+
+def test_close_cancels_a_pending_attempt():
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    closed = connection.close()
+    assert closed.called and endpoint.attempts[0][0].called
+    assert listener.events == []
+
+
+def test_overlong_server_line_drops_the_connection():
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    proto, transport = endpoint.succeed()
+    proto.dataReceived(b"x" * (proto.MAX_LENGTH + 10))
+    assert transport.disconnecting
+
+
+def test_describe():
+    assert describe(Failure(error.ConnectionRefusedError())) == "Connection refused"
+    assert describe(Failure(error.DNSLookupError("nowhere"))) == "Unknown host"
+    assert describe(error.TimeoutError()) == "Timed out"
+    assert describe(ValueError("odd thing")) == "Odd thing"
+
+
+# -- the terminal ---------------------------------------------------------------------------
+
+
+def test_render_makes_text_safe_and_keeps_its_own_sequences():
+    effects = [Show("[bob] \x1b[2Jhi"), Prompt("[alice] > "), ErasePrompt(), Newline()]
+    assert render(effects, tty=True) == b"[bob] ^[[2Jhi\n[alice] > \r\x1b[K\n"
+    assert render(effects, tty=False) == b"[bob] ^[[2Jhi\n[alice] > \n\n"
+
+
+class TerminalRecorder:
+    def __init__(self) -> None:
+        self.lines: list[list[str]] = []
+        self.eof = 0
+        self.output_closed = 0
+        self.proto = TerminalProtocol(
+            self.lines.append, self._eof, self._closed, tty=False, stdin_fd=None
+        )
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+
+    def _eof(self):
+        self.eof += 1
+
+    def _closed(self):
+        self.output_closed += 1
+
+
+def test_terminal_lines_crlf_and_bad_utf8():
+    t = TerminalRecorder()
+    t.proto.dataReceived(b"one\r\ntw")
+    t.proto.dataReceived(b"o\nthr\xffee\nfour\n")
+    assert t.lines == [["one"], ["two", "thr\ufffdee", "four"]]
+
+
+def test_terminal_end_of_input_keeps_a_last_line_without_newline():
+    t = TerminalRecorder()
+    t.proto.dataReceived(b"typed before ctrl-d")
+    t.proto.readConnectionLost()
+    t.proto.connectionLost()
+    assert t.lines == [["typed before ctrl-d"]]
+    assert t.eof == 1
+
+
+def test_terminal_overlong_line_is_cut_and_the_rest_dropped():
+    t = TerminalRecorder()
+    t.proto.dataReceived(b"a" * (MAX_INPUT_LINE + 5))
+    t.proto.dataReceived(b"b" * 10 + b"\nnext\n")
+    assert t.lines == [["a" * MAX_INPUT_LINE], ["next"]]
+
+
+def test_terminal_output_closed():
+    t = TerminalRecorder()
+    t.proto.writeConnectionLost()
+    t.proto.show([Show("nobody reads this")])
+    assert t.output_closed == 1 and t.transport.value() == b""
+
+
+# -- the whole client in-process: pipes for stdio, a loopback server ---------------------------
+
+
+class ScriptedServer(protocol.Protocol):
+    """Answers like a Spartan server, just enough for one short session."""
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        self.buffer = b""
+        self.transport.write(b"* HELLO Spartan 1 test hi\r\n")
+
+    def dataReceived(self, data):
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            command = wire.parse_command(line)
+            self.factory.received.append(command)
+            match command:
+                case wire.Login(user):
+                    self.transport.write(wire.format_ok("LOGIN", user))
+                case wire.Users():
+                    self.transport.write(wire.format_ok("USERS", "alice=online", "bob=online"))
+                case wire.Groups():
+                    self.transport.write(wire.format_ok("GROUPS"))
+                case wire.Open(target):
+                    self.transport.write(wire.format_message("MSG", 5, 0, target, target, "hi"))
+                    self.transport.write(wire.format_ok("OPEN", target, "1"))
+                case wire.Ack(target, upto):
+                    self.transport.write(wire.format_ok("ACK", target, str(upto)))
+                case wire.Send():
+                    self.transport.write(wire.format_ok("SENT", "6", "2026-11-24T11:36:17.123Z"))
+                case wire.Quit():
+                    self.transport.write(wire.format_ok("BYE"))
+                    self.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_app_runs_a_session_over_pipes():
+    from twisted.internet import reactor
+
+    factory = protocol.Factory.forProtocol(ScriptedServer)
+    factory.connections, factory.received = [], []
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    try:
+        flow = ClientFlow("alice", port=port.getHost().port, echo=True, can_ask_password=False)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port, timeout=5)
+        app = ClientApp(reactor, flow, endpoint, stdin=in_read, stdout=out_write)
+        done = app.start()
+        os.write(in_write, b"1\nbob\nhello\n")
+        os.close(in_write)
+        in_write = -1
+        status = await done.addTimeout(10, reactor)
+        assert status == 0
+        output = b""
+        for _ in range(100):  # bounded: until the pipe is drained
+            chunk = os.read(out_read, 65536)
+            output += chunk
+            if len(chunk) < 65536:
+                break
+        lines = output.decode().splitlines()
+        assert lines[0] == f"[Spartan] Connected to Spartan Server at port {port.getHost().port}."
+        assert lines[-3:] == ["[bob] hi", "[alice] > hello", "[alice] > "]
+        assert factory.received == [
+            wire.Login("alice"), wire.Users(), wire.Groups(), wire.Open("bob"),
+            wire.Ack("bob", 5), wire.Send("bob", "hello", factory.received[5].client_id),
+            wire.Quit(),
+        ]  # fmt: skip
+    finally:
+        await port.stopListening()
+        for connection in factory.connections:
+            connection.transport.abortConnection()
+        for fd in (in_read, in_write, out_read, out_write):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass

@@ -1,0 +1,308 @@
+"""The real client (in a pty, as a person uses it) against a real ``twistd spartan``.
+
+Every wait is bounded (`E2E_TIMEOUT`); every process is stopped in the fixtures' teardown.
+No client here has PYTHONUNBUFFERED set, so each prompt waited for proves it was flushed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.client_support import (
+    E2E_TIMEOUT,
+    REPO,
+    SPEC_GROUP_ALICE,
+    SPEC_GROUP_BOB,
+    SPEC_GROUP_EVE,
+    SPEC_ONE_TO_ONE_ALICE,
+    SPEC_ONE_TO_ONE_BOB,
+    ClientProcess,
+    client_command,
+    client_env,
+    spec_lines,
+)
+from tests.support import LineClient, TwistdServer, free_port
+
+USER_PROMPT = "[Spartan] Enter username whom you want to chat with: "
+
+
+@pytest.fixture
+def spartan(tmp_path):
+    server = TwistdServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(spartan):
+    started: list[ClientProcess] = []
+
+    def start(user: str) -> ClientProcess:
+        process = ClientProcess(user, spartan.port)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.close()
+
+
+def open_chat(process: ClientProcess, user: str, *, typed_after: str = "") -> ClientProcess:
+    process.at_menu()
+    process.line("1", USER_PROMPT)
+    process.send(f"{user}\n{typed_after}")
+    return process
+
+
+def test_spec_one_to_one_session(spartan, client):
+    alice = open_chat(client("alice"), "bob")
+    alice.expect("[alice] > ")
+    # Bob presses Enter twice after "alice": the empty line of the spec's session.
+    bob = open_chat(client("bob"), "alice", typed_after="\n")
+    bob.expect("[bob] > ")
+
+    alice.line("hi", "hi\r\n[alice] > ")
+    bob.expect("\r\n[alice] hi\r\n[bob] > ")
+    bob.line("Hey", "Hey\r\n[bob] > ")
+    alice.expect("\r\n[bob] Hey\r\n[alice] > ")
+    alice.line("How r u?", "How r u?\r\n[alice] > ")
+    bob.expect("\r\n[alice] How r u?\r\n[bob] > ")
+    bob.line("I am fine. And, how r u doing?", "doing?\r\n[bob] > ")
+    alice.expect("\r\n[bob] I am fine. And, how r u doing?\r\n[alice] > ")
+    alice.line("Good. Just busy with the classes", "classes\r\n[alice] > ")
+    bob.expect("\r\n[alice] Good. Just busy with the classes\r\n[bob] > ")
+
+    assert alice.screen() == spec_lines(SPEC_ONE_TO_ONE_ALICE, spartan.port) + ["[alice] > "]
+    assert bob.screen() == spec_lines(SPEC_ONE_TO_ONE_BOB, spartan.port) + ["[bob] > "]
+
+
+def test_spec_group_session(spartan, client):
+    alice = client("alice").at_menu()
+    alice.line("2", "[alice] > ")
+    alice.line("hi", "hi\r\n[alice] > ")
+
+    bob = client("bob").at_menu()
+    bob.line("2", "[alice] hi\r\n[bob] > ")  # what the group said before bob came
+    bob.line("hello everyone", "hello everyone\r\n[bob] > ")
+    alice.expect("\r\n[bob] hello everyone\r\n[alice] > ")
+
+    eve = client("eve").at_menu()
+    eve.line("2", "[alice] hi\r\n[bob] hello everyone\r\n[eve] > ")
+    eve.line("", "\r\n[eve] > ")
+    eve.line("hey, how r u guys doing?", "doing?\r\n[eve] > ")
+    alice.expect("[eve] hey, how r u guys doing?\r\n[alice] > ")
+    bob.expect("\r\n[eve] hey, how r u guys doing?\r\n[bob] > ")
+
+    assert alice.screen() == spec_lines(SPEC_GROUP_ALICE, spartan.port) + ["[alice] > "]
+    assert bob.screen() == spec_lines(SPEC_GROUP_BOB, spartan.port) + ["[bob] > "]
+    assert eve.screen() == spec_lines(SPEC_GROUP_EVE, spartan.port)
+
+
+def test_earlier_messages_shown_once_across_restarts_of_the_client(spartan, client):
+    alice = open_chat(client("alice"), "charlie")
+    alice.expect("[alice] > ")
+    alice.line("are you there?", "there?\r\n[alice] > ")
+    bob = open_chat(client("bob"), "charlie")  # bob writes to charlie too: a notice for him
+    bob.expect("[bob] > ")
+    bob.line("lunch?", "lunch?\r\n[bob] > ")
+
+    charlie = open_chat(client("charlie"), "alice")
+    charlie.expect("[alice] are you there?\r\n[charlie] > ")
+    bob.line("now!", "now!\r\n[bob] > ")
+    charlie.expect("[Spartan] New message from bob (type /switch to read it).\r\n[charlie] > ")
+    charlie.line("/quit", "/quit\r\n")
+    assert charlie.wait_exit() == 0
+
+    # Next time, alice's message was seen; bob's were not: they are shown, in order.
+    charlie = client("charlie").at_menu()
+    charlie.line("1", USER_PROMPT)
+    charlie.line("alice", "alice\r\n[charlie] > ")
+    charlie.line("/switch", "Your selection:: ")
+    charlie.line("1", USER_PROMPT)
+    charlie.line("bob", "[bob] lunch?\r\n[bob] now!\r\n[charlie] > ")
+    screen = charlie.screen()
+    assert "[alice] are you there?" not in screen
+    assert screen.count("[bob] lunch?") == 1
+
+
+def test_in_chat_commands(spartan, client):
+    bob = open_chat(client("bob"), "alice")
+    bob.expect("[bob] > ")
+    alice = open_chat(client("alice"), "bob")
+    alice.expect("[alice] > ")
+    alice.line("/help", "//text    send a line that starts with /\r\n[alice] > ")
+    alice.line("/users", "[Spartan] Online: bob\r\n")
+    alice.expect("[Spartan] Offline: charlie, eve, foo, bar, baz, qux\r\n[alice] > ")
+    alice.line("//shrug", "[alice] > ")
+    bob.expect("[alice] /shrug\r\n")
+    alice.line("/nope", "Type /help for the commands, or // to send a line that starts with /.\r\n")
+    alice.line("/switch", "Your selection:: ")
+    alice.line("2", "[alice] > ")
+    bob.send("/quit\n")
+    assert bob.wait_exit() == 0
+
+
+@pytest.mark.parametrize("how", ["/quit", "ctrl-d", "ctrl-c"])
+def test_leaving_sends_what_was_typed_first(spartan, client, how):
+    alice = open_chat(client("alice"), "bob")
+    alice.expect("[alice] > ")
+    if how == "/quit":
+        alice.send("last words\n/quit\n")
+    elif how == "ctrl-d":
+        alice.send("last words")  # not even Enter: Ctrl-D twice ends it, and the input
+        alice.child.sendeof()
+        alice.child.sendeof()
+    else:
+        alice.line("last words", "last words\r\n[alice] > ")  # read: Ctrl-C flushes unread input
+        alice.child.sendintr()
+    assert alice.wait_exit() == 0
+    assert alice.screen()[-1] == ""  # the shell's prompt starts on a new line
+
+    bob = LineClient(spartan.port)
+    try:
+        assert bob.command("LOGIN bob")[1] == "OK LOGIN bob"
+        pushed, reply = bob.command("OPEN alice")
+        assert [line.split(" ", 6)[6] for line in pushed] == ["last words"]
+        assert reply == "OK OPEN alice 1"
+    finally:
+        bob.close()
+
+
+def test_unreachable_server():
+    port = free_port()
+    done = subprocess.run(
+        client_command("alice", port), cwd=REPO, env=client_env(), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=E2E_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == (
+        f"[Spartan] Could not connect to Spartan Server at 127.0.0.1:{port}: Connection refused\n"
+    )
+
+
+def test_piped_input_for_scripts(spartan):
+    done = subprocess.run(
+        client_command("alice", spartan.port), cwd=REPO, env=client_env(),
+        input="1\nbob\nhello from a script\n\n/users\n", capture_output=True, text=True,
+        timeout=E2E_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[6:] == [
+        "Your selection:: 1",
+        "[Spartan] Enter username whom you want to chat with: bob",
+        "[alice] > hello from a script",
+        "[alice] > ",
+        "[alice] > /users",
+        "[Spartan] Online: nobody",
+        "[Spartan] Offline: bob, charlie, eve, foo, bar, baz, qux",
+        "[alice] > ",
+    ]
+    bob = LineClient(spartan.port)
+    try:
+        bob.command("LOGIN bob")
+        pushed, _reply = bob.command("OPEN alice")
+        assert [line.split(" ", 6)[6] for line in pushed] == ["hello from a script"]
+    finally:
+        bob.close()
+
+
+def test_control_characters_cannot_corrupt_the_screen(spartan, client):
+    alice = open_chat(client("alice"), "bob")
+    alice.expect("[alice] > ")
+    bob = LineClient(spartan.port)
+    try:
+        bob.command("LOGIN bob")
+        # The server refuses raw escapes; what it lets through is shown escaped.
+        refused = bob.command("SEND alice \x1b[2J\x1b[31mgotcha")[1]
+        assert refused.startswith("ERR control-character")
+        assert bob.command("SEND alice \u202eevil\u2028twin")[1].startswith("OK SENT")
+        alice.expect("[bob] \\u202eevil\\u2028twin\r\n[alice] > ")
+        # What alice types with escape sequences (arrow keys, colours) is cleaned first.
+        alice.line("up\x1b[A and \x1b[31mred", "[alice] > ")
+        pushed = []
+        for _ in range(3):  # the push may come with the reply to a harmless command
+            more, _reply = bob.command("PING")
+            pushed += more
+            if pushed:
+                break
+        assert [line.split(" ", 6)[6] for line in pushed] == ["up and red"]
+    finally:
+        bob.close()
+    assert "\x1b[2J" not in alice.output.getvalue()
+    assert "\u202e" not in alice.output.getvalue()
+
+
+def test_server_restart_mid_chat(tmp_path, spartan, client):
+    alice = open_chat(client("alice"), "bob")
+    alice.expect("[alice] > ")
+    bob = open_chat(client("bob"), "alice")
+    bob.expect("[bob] > ")
+    alice.line("before", "before\r\n[alice] > ")
+    bob.expect("[alice] before\r\n[bob] > ")
+
+    spartan.stop()
+    alice.expect("[Spartan] Lost the connection to Spartan Server")
+    bob.expect("[Spartan] Lost the connection to Spartan Server")
+    alice.line("typed while it was down", "[alice] > ")
+
+    restarted = TwistdServer(tmp_path, port=spartan.port).start()
+    try:
+        alice.expect(f"[Spartan] Reconnected to Spartan Server at port {spartan.port}.\r\n")
+        bob.expect(f"[Spartan] Reconnected to Spartan Server at port {spartan.port}.\r\n")
+        bob.expect("[alice] typed while it was down\r\n[bob] > ")
+        bob.line("after", "after\r\n[bob] > ")
+        alice.expect("[bob] after\r\n[alice] > ")
+        alice.line("/quit", "/quit\r\n")
+        assert alice.wait_exit() == 0
+    finally:
+        restarted.stop()
+    for screen in (alice.screen(), bob.screen()):
+        for text in ("[alice] before", "[alice] typed while it was down", "[bob] after"):
+            assert screen.count(text) <= 1
+    assert bob.screen().count("[alice] typed while it was down") == 1
+    assert alice.screen().count("[bob] after") == 1
+
+
+def test_password_asked_without_echo_or_taken_from_the_environment(tmp_path):
+    from spartan.passwd import hash_password
+
+    config = tmp_path / "users.toml"
+    config.write_text(
+        'users = ["alice", "bob"]\n[groups]\ngroup1 = ["alice", "bob"]\n'
+        f'[passwords]\nalice = "{hash_password("open sesame", n=2**10)}"\n'
+    )
+    server = TwistdServer(tmp_path, "--config", str(config)).start()
+    alice = ClientProcess("alice", server.port)
+    try:
+        alice.expect("[Spartan] Password for alice: ")
+        alice.line("guess", "\r\n[Spartan] Wrong password for alice.\r\n")
+        alice.expect("[Spartan] Password for alice: ")
+        alice.line("open sesame", "\r\n[Spartan] Connected to Spartan Server")
+        alice.at_menu()
+        alice.line("/quit", "/quit\r\n")
+        assert alice.wait_exit() == 0
+        assert "guess" not in alice.output.getvalue()
+        assert "sesame" not in alice.output.getvalue()
+
+        done = subprocess.run(
+            client_command("alice", server.port), cwd=REPO,
+            env=client_env(SPARTAN_PASSWORD="open sesame"), input="/quit\n",
+            capture_output=True, text=True, timeout=E2E_TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 0
+        assert done.stdout.startswith("[Spartan] Connected to Spartan Server")
+        done = subprocess.run(
+            client_command("alice", server.port), cwd=REPO, env=client_env(), input="",
+            capture_output=True, text=True, timeout=E2E_TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert done.stdout == "[Spartan] The server wants a password: set SPARTAN_PASSWORD.\n"
+    finally:
+        alice.close()
+        server.stop()
