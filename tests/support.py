@@ -21,14 +21,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.05):
+    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met after {timeout}s")
+        time.sleep(interval)
+
+
 class TwistdServer:
     """``twistd -n spartan`` in its own process; the log is read from its stdout."""
 
-    def __init__(self, tmp_path: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, port: int | None = None, name: str | None = None
+    ) -> None:
         self.port = port or free_port()
         self.tmp_path = tmp_path
         self.args = args
-        self.log_path = tmp_path / f"twistd-{self.port}.log"
+        self.log_path = tmp_path / f"{name or 'twistd'}-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> TwistdServer:
@@ -69,6 +83,10 @@ class TwistdServer:
             return self.process.returncode
         return 0
 
+    def kill(self) -> int:
+        """SIGKILL: what a crash looks like."""
+        return self.stop(signal.SIGKILL)
+
     def __enter__(self) -> TwistdServer:
         return self.start()
 
@@ -82,6 +100,7 @@ class LineClient:
     def __init__(self, port: int, timeout: float = 5.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buffer = b""
+        self.pushed: list[str] = []  # '*' lines read by `ok` while waiting for replies
         self.greeting = self.line()
 
     def send(self, line: str | bytes) -> None:
@@ -106,6 +125,21 @@ class LineClient:
             if received.startswith(("OK", "ERR")):
                 return pushed, received
             pushed.append(received)
+
+    def ok(self, line: str) -> str:
+        """Send a command that must succeed; keep the ``*`` lines that came first."""
+        pushed, reply = self.command(line)
+        self.pushed.extend(pushed)
+        assert reply.startswith("OK"), f"{line!r} -> {reply!r}"
+        return reply
+
+    def next_pushed(self, prefix: str = "* MSG") -> str:
+        """The next pushed line starting with ``prefix`` (waits up to the socket timeout)."""
+        while True:
+            for i, line in enumerate(self.pushed):
+                if line.startswith(prefix):
+                    return self.pushed.pop(i)
+            self.pushed.append(self.line())
 
     def close(self) -> None:
         self.sock.close()
