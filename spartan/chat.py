@@ -29,6 +29,7 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from spartan.auth import Authenticator, OpenDoor
 from spartan.directory import Directory
@@ -37,6 +38,7 @@ from spartan.store import MessageStore, StoredMessage, StoreError
 from spartan.wire import GROUP_PREFIX
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
+CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
 
 # How message text appears in the log: the spec's lines, or without the text for privacy.
 LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
@@ -58,6 +60,23 @@ class Delivery:
         if data is None:
             data = self._encoded[encoder] = encoder(self)
         return data
+
+
+def then(d: Deferred, callback, errback=None):
+    """``d.addCallbacks(callback, errback)``, but if ``d`` already holds a result, apply
+    ``callback`` now and return its value, not a Deferred.
+
+    A callback added to a fired Deferred runs at once anyway; doing it directly skips the
+    Deferred machinery, a large part of the time of a SEND with the in-memory store
+    (issue 6).  Only for callers that accept either (the server answers bytes or a
+    Deferred of bytes); the core's own methods keep returning Deferreds.
+    A failure, or a Deferred still waiting, takes the ordinary path.
+    """
+    if d.called and not d.paused and not isinstance(d.result, Failure):
+        return callback(d.result)
+    if errback is None:
+        return d.addCallback(callback)
+    return d.addCallbacks(callback, errback)
 
 
 class Client(Protocol):
@@ -110,6 +129,9 @@ class Chat:
         self.message_log = message_log
         self._sessions: dict[str, list[Session]] = {}
         self._buffers: set[str] = set()
+        # conversation() answers for (user, target), valid for one directory (issue 6).
+        self._conversations: dict[tuple[str, str], Conversation] = {}
+        self._conversations_of: Directory | None = None
 
     @inlineCallbacks
     def start(self):
@@ -154,6 +176,17 @@ class Chat:
 
     def conversation(self, user: str, target: str) -> Conversation:
         """The conversation ``user`` means by ``target`` (``bob`` or ``#group1``)."""
+        # Asked for every SEND: remember the answers (errors are not kept, they raise).
+        cache = self._conversations
+        if self._conversations_of is not self.directory or len(cache) >= CONVERSATION_CACHE:
+            cache.clear()
+            self._conversations_of = self.directory
+        conversation = cache.get((user, target))
+        if conversation is None:
+            conversation = cache[user, target] = self._conversation(user, target)
+        return conversation
+
+    def _conversation(self, user: str, target: str) -> Conversation:
         if target.startswith(GROUP_PREFIX):
             group = target[len(GROUP_PREFIX) :]
             if not self.directory.is_group(group):

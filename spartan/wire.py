@@ -301,11 +301,22 @@ def format_push(*fields: str) -> bytes:
     return ("* " + " ".join(fields)).encode("utf-8") + CRLF
 
 
+# The last whole second formatted, and its text: strftime(gmtime()) was the largest single
+# cost per message (issue 6) and its result changes once a second.  One tuple, replaced
+# whole, so a reader never sees a second paired with another second's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(seconds: float) -> str:
     """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``."""
+    global _last_second
     millis = int(round(seconds * 1000))
     whole, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+    cached_whole, text = _last_second
+    if whole != cached_whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second = (whole, text)
+    return f"{text}.{ms:03d}Z"
 
 
 def parse_timestamp(text: str) -> float | None:
