@@ -69,9 +69,12 @@ class Server:
         self.log_path = os.path.join(tmp, f"{kind}-{serial}.log")
         python = args.python or sys.executable
         config = os.path.join(tmp, "users.toml")
+        env = dict(os.environ)
         if kind == "relay":
             cmd = [python, os.path.join(HERE, "relay.py"), "--port", str(self.port), "--config", config]
         else:
+            if kind == "baseline":  # another checkout of Spartan, e.g. before a change
+                env["PYTHONPATH"] = args.baseline + os.pathsep + env.get("PYTHONPATH", "")
             if db == "fresh":
                 db = os.path.join(tmp, f"spartan-{serial}.sqlite3")
             cmd = [
@@ -89,7 +92,7 @@ class Server:
 
         self.output = open(os.path.join(tmp, f"{kind}-{serial}.out"), "wb")
         self.proc = subprocess.Popen(
-            cmd, stdout=self.output, stderr=subprocess.STDOUT, preexec_fn=prepare, cwd=tmp
+            cmd, stdout=self.output, stderr=subprocess.STDOUT, preexec_fn=prepare, cwd=tmp, env=env
         )
         self._wait_ready()
 
@@ -177,7 +180,8 @@ def summarise(results: list[dict], servers: list[str]) -> list[dict]:
 
 
 def table(rows: list[dict], servers: list[str]) -> str:
-    head = ["figure"] + [("Spartan" if k == "spartan" else "bare relay") for k in servers]
+    names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan"}
+    head = ["figure"] + [names[k] for k in servers]
     if "ratio" in (rows[0] if rows else {}):
         head.append("Spartan / relay")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -199,6 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--servers", default="spartan,relay", help="spartan,relay or one of them")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the Spartan found in DIR (e.g. `git archive` of an older "
+                             "commit) in the same runs, as a 'baseline' column")
     parser.add_argument("--db", default=":memory:",
                         help="passed to twistd spartan --db; 'fresh' = a new file per server start")
     parser.add_argument("--message-log", default="off", help="--message-log for the main figures")
@@ -225,6 +232,9 @@ def main(argv=None) -> int:
     }
     scenarios = [s for s in args.scenarios.split(",") if s]
     servers = [s for s in args.servers.split(",") if s]
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        servers.insert(1 if "spartan" in servers else 0, "baseline")
     limit = loadgen.raise_file_limit()
     if limit < held + 100:
         print(f"warning: file limit {limit} < {held} connections", file=sys.stderr)
@@ -251,7 +261,7 @@ def main(argv=None) -> int:
                     server = Server(kind, args, tmp, server_cpus, args.db, message_log, serial)
                     try:
                         result = run_scenario(scenario, server.port, server.proc.pid, sizes)
-                    except loadgen.BenchError as e:
+                    except (loadgen.BenchError, OSError) as e:
                         failures.append(f"run {run + 1} {key} {kind}: {e}")
                         print(f"FAILED run {run + 1} {key} {kind}: {e}", file=sys.stderr, flush=True)
                         continue

@@ -47,15 +47,27 @@ LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
 class Delivery:
     """One view of a message: the message and the conversation as its readers name it."""
 
-    __slots__ = ("message", "conversation", "_encoded")
+    # The first wire format asked for is kept in two slots, any other in a dict made only
+    # then: no dict per message when every reader speaks one format (issue 6).
+    __slots__ = ("message", "conversation", "_encoder", "_data", "_encoded")
 
     def __init__(self, message: StoredMessage, conversation: str) -> None:
         self.message = message
         self.conversation = conversation
-        self._encoded: dict[Callable[[Delivery], bytes], bytes] = {}
+        self._encoder: Callable[[Delivery], bytes] | None = None
+        self._data = b""
+        self._encoded: dict[Callable[[Delivery], bytes], bytes] | None = None
 
     def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
         """The message in one wire format, encoded once for every session that reads it."""
+        if encoder is self._encoder:
+            return self._data
+        if self._encoder is None:
+            self._encoder = encoder
+            data = self._data = encoder(self)
+            return data
+        if self._encoded is None:
+            self._encoded = {}
         data = self._encoded.get(encoder)
         if data is None:
             data = self._encoded[encoder] = encoder(self)
@@ -219,6 +231,17 @@ class Chat:
 
     def _deliver(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
         self._log_message(message, conversation)
+        if conversation.is_group:
+            # Every member names a group alike: one view, no lookups per member (issue 6).
+            delivery = Delivery(message, conversation.label_for(message.sender))
+            sessions_of = self._sessions
+            for user in conversation.participants:
+                sessions = sessions_of.get(user)
+                if sessions:
+                    for session in sessions:
+                        if session is not origin:
+                            session.client.receive(delivery)
+            return
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
             sessions = self._sessions.get(user)
