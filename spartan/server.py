@@ -53,9 +53,10 @@ class SpartanProtocol(LineReceiver):
     _logging_in = False
 
     def __init__(self) -> None:
-        self._replies: deque[list] = deque()  # slots [bytes | None], written in order
+        # Slots [bytes | None], written in order; made when a reply has to wait (an empty
+        # deque is 600 bytes, a third of an idle connection: issue 6).
+        self._replies: deque[list] | None = None
         self._discarding = False  # inside the tail of an overlong line
-        self._rest_after_overlong = b""
         self._closing = False
         self._peer_paused = False  # the peer stopped reading; our writes pile up
         self._written_while_paused = 0
@@ -72,7 +73,7 @@ class SpartanProtocol(LineReceiver):
         if self.session is not None:
             self.session.logout()
             self.session = None
-        self._replies.clear()
+        self._replies = None
         self._pending = None
 
     # IPushProducer: the transport calls these when the peer stops / starts reading again.
@@ -211,6 +212,8 @@ class SpartanProtocol(LineReceiver):
             self._reply(reply.result)
             return
         slot: list = [None]
+        if self._replies is None:
+            self._replies = deque()
         self._replies.append(slot)
         reply.addErrback(self._error_reply).addCallback(self._fill, slot)
 
