@@ -331,10 +331,12 @@ def fanout(host, port, members=50, senders=5, window=64, count=200_000, seconds=
         sending = conns[:senders]
         for r in conns:
             r.expect_from = [s for s in sending if s is not r]
+        cpu = time.process_time()
         start = _start_senders(loop, [(c, b"#" + group.encode()) for c in sending], window, count, seconds)
         start_us = now_us()
         _finish(loop, sending, conns, drain, deadline)
         elapsed = (loop.last_delivery_us - start_us) / 1e6
+        cpu = time.process_time() - cpu
         delivered = sum(len(c.codes) for c in conns)
         sent = sum(c.acked for c in sending)
         return {
@@ -342,6 +344,7 @@ def fanout(host, port, members=50, senders=5, window=64, count=200_000, seconds=
             "messages": sent, "deliveries": delivered, "seconds": round(elapsed, 3),
             "deliveries_per_s": delivered / elapsed, "exactly_once": True,
             **_latency_summary(conns), "started": start,
+            "generator_cpu": round(cpu / elapsed, 2),  # near 1.0: the generator was the limit
         }
     finally:
         loop.close_all()
@@ -358,16 +361,19 @@ def direct(host, port, pairs=50, window=32, count=200_000, seconds=3.0, drain=10
             a, b = conns[2 * i], conns[2 * i + 1]
             a.expect_from, b.expect_from = [b], [a]
             plan += [(a, b.user.encode()), (b, a.user.encode())]
+        cpu = time.process_time()
         _start_senders(loop, plan, window, count, seconds)
         start_us = now_us()
         _finish(loop, conns, conns, drain, deadline)
         elapsed = (loop.last_delivery_us - start_us) / 1e6
+        cpu = time.process_time() - cpu
         delivered = sum(len(c.codes) for c in conns)
         return {
             "scenario": "direct", "pairs": pairs, "window": window,
             "messages": sum(c.acked for c in conns), "deliveries": delivered,
             "seconds": round(elapsed, 3), "messages_per_s": delivered / elapsed,
             "exactly_once": True, **_latency_summary(conns),
+            "generator_cpu": round(cpu / elapsed, 2),
         }
     finally:
         loop.close_all()

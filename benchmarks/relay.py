@@ -16,7 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11 (Debian's PyPy is 3.9): the backport
+    import tomli as tomllib
 
 from twisted.internet import protocol, reactor
 

@@ -70,7 +70,9 @@ class Server:
         python = args.python or sys.executable
         config = os.path.join(tmp, "users.toml")
         env = dict(os.environ)
-        if kind == "relay":
+        if kind == "relay_alt":
+            python = args.relay_python
+        if kind in ("relay", "relay_alt"):
             cmd = [python, os.path.join(HERE, "relay.py"), "--port", str(self.port), "--config", config]
         else:
             if kind == "baseline":  # another checkout of Spartan, e.g. before a change
@@ -180,7 +182,8 @@ def summarise(results: list[dict], servers: list[str]) -> list[dict]:
 
 
 def table(rows: list[dict], servers: list[str]) -> str:
-    names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan"}
+    names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan",
+             "relay_alt": "bare relay, --relay-python"}
     head = ["figure"] + [names[k] for k in servers]
     if "ratio" in (rows[0] if rows else {}):
         head.append("Spartan / relay")
@@ -214,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, help="idle connections to hold (default 10000)")
     parser.add_argument("--seconds", type=float, help="sending time per throughput run (default 3)")
     parser.add_argument("--python", help="interpreter for the servers (e.g. a PyPy venv's python)")
+    parser.add_argument("--relay-python", metavar="PYTHON",
+                        help="also run the bare relay under this interpreter (e.g. PyPy)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
@@ -235,6 +240,8 @@ def main(argv=None) -> int:
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
         servers.insert(1 if "spartan" in servers else 0, "baseline")
+    if args.relay_python:
+        servers.append("relay_alt")
     limit = loadgen.raise_file_limit()
     if limit < held + 100:
         print(f"warning: file limit {limit} < {held} connections", file=sys.stderr)
@@ -271,7 +278,7 @@ def main(argv=None) -> int:
                     results.append(result)
                     brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
                              if k in ("deliveries_per_s", "messages_per_s", "p50_ms", "p99_ms",
-                                      "reached", "bytes_per_conn", "exactly_once")}
+                                      "reached", "bytes_per_conn", "exactly_once", "generator_cpu")}
                     print(f"run {run + 1}/{runs} {key:15} {kind:8} {brief}", file=sys.stderr, flush=True)
 
     rows = summarise(results, servers)
