@@ -168,14 +168,17 @@ def summarise(results: list[dict], servers: list[str]) -> list[dict]:
                 vals = [r[field] for r in results if r["key"] == key and r["server"] == kind]
                 row[kind] = median(vals) if vals else None
                 row[kind + "_runs"] = vals
-            if "relay" in servers and "spartan" in servers:
+            # Ratios are taken within each run (same machine load), then the median.
+            for other, name in (("relay", "ratio"), ("baseline", "ratio_baseline")):
+                if other not in servers or "spartan" not in servers:
+                    continue
                 ratios = []
                 for run in {r["run"] for r in results if r["key"] == key}:
                     s = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == "spartan"]
-                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == "relay"]
+                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == other]
                     if s and b and b[0]:
                         ratios.append(s[0] / b[0])
-                row["ratio"] = median(ratios) if ratios else None
+                row[name] = median(ratios) if ratios else None
             if any(row.get(k) is not None for k in servers):
                 rows.append(row)
     return rows
@@ -185,16 +188,18 @@ def table(rows: list[dict], servers: list[str]) -> str:
     names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan",
              "relay_alt": "bare relay, --relay-python"}
     head = ["figure"] + [names[k] for k in servers]
-    if "ratio" in (rows[0] if rows else {}):
-        head.append("Spartan / relay")
+    first = rows[0] if rows else {}
+    ratios = [k for k, label in (("ratio", "Spartan / relay"), ("ratio_baseline", "Spartan / baseline"))
+              if k in first]
+    head += [{"ratio": "Spartan / relay", "ratio_baseline": "Spartan / baseline"}[k] for k in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["label"]]
         for kind in servers:
             v = row.get(kind)
             cells.append("—" if v is None or v != v else row["format"].format(v))
-        if "ratio" in row:
-            cells.append("—" if row["ratio"] is None else f"{row['ratio']:.2f}×")
+        for k in ratios:
+            cells.append("—" if row.get(k) is None else f"{row[k]:.2f}×")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
