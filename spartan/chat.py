@@ -32,6 +32,7 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from spartan.auth import Authenticator, OpenDoor
 from spartan.directory import Directory
@@ -40,6 +41,7 @@ from spartan.store import MessageStore, StoredMessage, StoreError
 from spartan.wire import GROUP_PREFIX
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
+CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
 
 # How message text appears in the log: the spec's lines, or without the text for privacy.
 LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
@@ -48,19 +50,48 @@ LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
 class Delivery:
     """One view of a message: the message and the conversation as its readers name it."""
 
-    __slots__ = ("message", "conversation", "_encoded")
+    # The first wire format asked for is kept in two slots, any other in a dict made only
+    # then: no dict per message when every reader speaks one format (issue 6).
+    __slots__ = ("message", "conversation", "_encoder", "_data", "_encoded")
 
     def __init__(self, message: StoredMessage, conversation: str) -> None:
         self.message = message
         self.conversation = conversation
-        self._encoded: dict[Callable[[Delivery], bytes], bytes] = {}
+        self._encoder: Callable[[Delivery], bytes] | None = None
+        self._data = b""
+        self._encoded: dict[Callable[[Delivery], bytes], bytes] | None = None
 
     def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
         """The message in one wire format, encoded once for every session that reads it."""
+        if encoder is self._encoder:
+            return self._data
+        if self._encoder is None:
+            self._encoder = encoder
+            data = self._data = encoder(self)
+            return data
+        if self._encoded is None:
+            self._encoded = {}
         data = self._encoded.get(encoder)
         if data is None:
             data = self._encoded[encoder] = encoder(self)
         return data
+
+
+def then(d: Deferred, callback, errback=None):
+    """``d.addCallbacks(callback, errback)``, but if ``d`` already holds a result, apply
+    ``callback`` now and return its value, not a Deferred.
+
+    A callback added to a fired Deferred runs at once anyway; doing it directly skips the
+    Deferred machinery, a large part of the time of a SEND with the in-memory store
+    (issue 6).  Only for callers that accept either (the server answers bytes or a
+    Deferred of bytes); the core's own methods keep returning Deferreds.
+    A failure, or a Deferred still waiting, takes the ordinary path.
+    """
+    if d.called and not d.paused and not isinstance(d.result, Failure):
+        return callback(d.result)
+    if errback is None:
+        return d.addCallback(callback)
+    return d.addCallbacks(callback, errback)
 
 
 class Client(Protocol):
@@ -159,6 +190,9 @@ class Chat:
         self._sessions: dict[str, list[Session]] = {}
         self._buffers: set[str] = set()
         self.peers: Peers = SingleNode(self)
+        # conversation() answers for (user, target), valid for one directory (issue 6).
+        self._conversations: dict[tuple[str, str], Conversation] = {}
+        self._conversations_of: Directory | None = None
 
     @inlineCallbacks
     def start(self):
@@ -209,6 +243,17 @@ class Chat:
 
     def conversation(self, user: str, target: str) -> Conversation:
         """The conversation ``user`` means by ``target`` (``bob`` or ``#group1``)."""
+        # Asked for every SEND: remember the answers (errors are not kept, they raise).
+        cache = self._conversations
+        if self._conversations_of is not self.directory or len(cache) >= CONVERSATION_CACHE:
+            cache.clear()
+            self._conversations_of = self.directory
+        conversation = cache.get((user, target))
+        if conversation is None:
+            conversation = cache[user, target] = self._conversation(user, target)
+        return conversation
+
+    def _conversation(self, user: str, target: str) -> Conversation:
         if target.startswith(GROUP_PREFIX):
             group = target[len(GROUP_PREFIX) :]
             if not self.directory.is_group(group):
@@ -247,6 +292,17 @@ class Chat:
         self, message: StoredMessage, conversation: Conversation, origin: Session | None = None
     ) -> None:
         """Push a stored message to this node's sessions of its participants but ``origin``."""
+        if conversation.is_group:
+            # Every member names a group alike: one view, no lookups per member (issue 6).
+            delivery = Delivery(message, conversation.label_for(message.sender))
+            sessions_of = self._sessions
+            for user in conversation.participants:
+                sessions = sessions_of.get(user)
+                if sessions:
+                    for session in sessions:
+                        if session is not origin:
+                            session.client.receive(delivery)
+            return
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
             sessions = self._sessions.get(user)

@@ -303,11 +303,29 @@ def format_push(*fields: str) -> bytes:
     return ("* " + " ".join(fields)).encode("utf-8") + CRLF
 
 
+# The last whole second formatted, and its text: strftime(gmtime()) was the largest single
+# cost per message (issue 6) and its result changes once a second.  And the last timestamp
+# formatted: a message's time is formatted twice in a row (OK SENT, then * MSG).  Tuples,
+# replaced whole, so a reader never sees a value paired with another value's text.
+_last_second: tuple[int, str] = (-1, "")
+_last_stamp: tuple[float, str] = (-1.0, "")
+
+
 def format_timestamp(seconds: float) -> str:
     """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``."""
+    global _last_second, _last_stamp
+    last_value, stamp = _last_stamp
+    if seconds == last_value:
+        return stamp
     millis = int(round(seconds * 1000))
     whole, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+    cached_whole, text = _last_second
+    if whole != cached_whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second = (whole, text)
+    stamp = f"{text}.{ms:03d}Z"
+    _last_stamp = (seconds, stamp)
+    return stamp
 
 
 def parse_timestamp(text: str) -> float | None:

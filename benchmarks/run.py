@@ -1,0 +1,344 @@
+"""
+Run the Spartan benchmarks: one command, a table and JSON of medians over several runs.
+
+    .venv/bin/python benchmarks/run.py               # full: 5 runs, 10,000 connections
+    .venv/bin/python benchmarks/run.py --quick       # small counts, about 30 s
+    .venv/bin/python benchmarks/run.py --db fresh    # a new database file per server start
+
+Each scenario of each run starts a fresh server (a real ``twistd -n spartan``, and the bare
+relay of ``benchmarks/relay.py`` measured alongside in the same run), drives it from this
+process with `benchmarks.loadgen`, and stops it.  Where the machine has two CPUs or more,
+the server is pinned to one and this process to another.  See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The load generator is one address holding thousands of connections that send as fast as
+# the server takes: flood control and connection limits are off, as for a trusted LAN.
+LIMITS_OFF = [
+    "--burst", "0", "--max-connections", "0", "--max-per-address", "0",
+    "--login-timeout", "0", "--idle-timeout", "0",
+]  # fmt: skip
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks import loadgen  # noqa: E402
+
+FANOUT_MEMBERS, SENDERS, PAIRS = 50, 5, 50
+SCENARIOS = ("fanout", "direct", "held", "light")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: str, held: int) -> None:
+    fan = [f"f{i}" for i in range(FANOUT_MEMBERS)]
+    users = fan + [f"d{i}" for i in range(2 * PAIRS)] + ["l0", "l1"] + [f"h{i}" for i in range(held)]
+    with open(path, "w") as f:
+        f.write("users = [" + ", ".join(f'"{u}"' for u in users) + "]\n\n[groups]\n")
+        f.write("fan = [" + ", ".join(f'"{u}"' for u in fan) + "]\n")
+
+
+def cpu_plan(pin: bool):
+    """(server CPUs, generator CPUs): different CPUs when there are two, else None."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, {cpus[1]}
+
+
+class Server:
+    """A server process this runner started (and alone stops, by its PID)."""
+
+    def __init__(self, kind: str, args, tmp: str, cpus, db: str, message_log: str, serial: int):
+        self.kind = kind
+        self.port = free_port()
+        self.log_path = os.path.join(tmp, f"{kind}-{serial}.log")
+        python = args.python or sys.executable
+        config = os.path.join(tmp, "users.toml")
+        env = dict(os.environ)
+        if kind == "relay_alt":
+            python = args.relay_python
+        if kind in ("relay", "relay_alt"):
+            cmd = [python, os.path.join(HERE, "relay.py"), "--port", str(self.port), "--config", config]
+        else:
+            if kind == "baseline":  # another checkout of Spartan, e.g. before a change
+                env["PYTHONPATH"] = args.baseline + os.pathsep + env.get("PYTHONPATH", "")
+            if db == "fresh":
+                db = os.path.join(tmp, f"spartan-{serial}.sqlite3")
+            cmd = [
+                python, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "--logfile", self.log_path, "spartan",
+                "--port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
+                "--config", config, "--message-log", message_log, "--db", db,
+            ]
+            if kind != "baseline":  # a checkout from before the limits has no such options
+                cmd += LIMITS_OFF
+
+        def prepare():
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        self.output = open(os.path.join(tmp, f"{kind}-{serial}.out"), "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.output, stderr=subprocess.STDOUT, preexec_fn=prepare, cwd=tmp, env=env
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        with open(self.output.name, "rb") as f:
+            tail = f.read()[-2000:].decode(errors="replace")
+        raise loadgen.BenchError(f"{self.kind} did not start:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.output.close()
+
+
+def run_scenario(name: str, port: int, pid: int, sizes: dict) -> dict:
+    host = "127.0.0.1"
+    if name == "fanout":
+        return loadgen.fanout(host, port, FANOUT_MEMBERS, SENDERS, sizes["window"], sizes["count"],
+                              sizes["seconds"])
+    if name == "direct":
+        return loadgen.direct(host, port, PAIRS, sizes["dm_window"], sizes["count"], sizes["seconds"])
+    if name == "light":
+        return loadgen.light(host, port, sizes["light"])
+    if name == "held":
+        return loadgen.held(host, port, pid, sizes["held"], source_hosts=sizes["sources"])
+    raise ValueError(name)
+
+
+# figure key, label, unit, format, better
+FIGURES = {
+    "fanout": [("deliveries_per_s", "fan-out deliveries/s", "{:,.0f}", "high"),
+               ("p50_ms", "fan-out p50 latency (ms)", "{:.2f}", "low"),
+               ("p99_ms", "fan-out p99 latency (ms)", "{:.2f}", "low")],
+    "direct": [("messages_per_s", "one-to-one messages/s", "{:,.0f}", "high"),
+               ("p50_ms", "one-to-one p50 latency (ms)", "{:.2f}", "low"),
+               ("p99_ms", "one-to-one p99 latency (ms)", "{:.2f}", "low")],
+    "held": [("reached", "connections held", "{:,.0f}", "high"),
+             ("bytes_per_conn", "server memory per connection (bytes)", "{:,.0f}", "low")],
+    "light": [("p50_ms", "light-load round trip p50 (ms)", "{:.3f}", "low"),
+              ("p99_ms", "light-load round trip p99 (ms)", "{:.3f}", "low")],
+    "fanout_logtext": [("deliveries_per_s", "fan-out deliveries/s, --message-log text", "{:,.0f}", "high")],
+}
+
+
+def median(values):
+    values = [v for v in values if v == v]  # drop NaN
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(results: list[dict], servers: list[str]) -> list[dict]:
+    rows = []
+    for key, figures in FIGURES.items():
+        for field, label, fmt, _ in figures:
+            row = {"scenario": key, "figure": field, "label": label, "format": fmt}
+            for kind in servers:
+                vals = [r[field] for r in results if r["key"] == key and r["server"] == kind]
+                row[kind] = median(vals) if vals else None
+                row[kind + "_runs"] = vals
+            # Ratios are taken within each run (same machine load), then the median.
+            for other, name in (("relay", "ratio"), ("baseline", "ratio_baseline")):
+                if other not in servers or "spartan" not in servers:
+                    continue
+                ratios = []
+                for run in {r["run"] for r in results if r["key"] == key}:
+                    s = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == "spartan"]
+                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == other]
+                    if s and b and b[0]:
+                        ratios.append(s[0] / b[0])
+                row[name] = median(ratios) if ratios else None
+            if any(row.get(k) is not None for k in servers):
+                rows.append(row)
+    return rows
+
+
+def table(rows: list[dict], servers: list[str]) -> str:
+    names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan",
+             "relay_alt": "bare relay, --relay-python"}
+    head = ["figure"] + [names[k] for k in servers]
+    first = rows[0] if rows else {}
+    ratios = [k for k, label in (("ratio", "Spartan / relay"), ("ratio_baseline", "Spartan / baseline"))
+              if k in first]
+    head += [{"ratio": "Spartan / relay", "ratio_baseline": "Spartan / baseline"}[k] for k in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["label"]]
+        for kind in servers:
+            v = row.get(kind)
+            cells.append("—" if v is None or v != v else row["format"].format(v))
+        for k in ratios:
+            cells.append("—" if row.get(k) is None else f"{row[k]:.2f}×")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Spartan benchmarks (see docs/performance.md)")
+    parser.add_argument("--quick", action="store_true", help="small counts, about 30 s in all")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default 5, quick 1)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--servers", default="spartan,relay", help="spartan,relay or one of them")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the Spartan found in DIR (e.g. `git archive` of an older "
+                             "commit) in the same runs, as a 'baseline' column")
+    parser.add_argument("--db", default=":memory:",
+                        help="passed to twistd spartan --db; 'fresh' = a new file per server start")
+    parser.add_argument("--message-log", default="off", help="--message-log for the main figures")
+    parser.add_argument("--no-logtext", action="store_true",
+                        help="skip the extra fan-out figure with --message-log text")
+    parser.add_argument("--connections", type=int, help="idle connections to hold (default 10000)")
+    parser.add_argument("--seconds", type=float, help="sending time per throughput run (default 3)")
+    parser.add_argument("--python", help="interpreter for the servers (e.g. a PyPy venv's python)")
+    parser.add_argument("--relay-python", metavar="PYTHON",
+                        help="also run the bare relay under this interpreter (e.g. PyPy)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    runs = args.runs or (1 if quick else 5)
+    held = args.connections or (500 if quick else 10_000)
+    sizes = {
+        "seconds": args.seconds or (1.0 if quick else 3.0),
+        "count": 20_000 if quick else 1_000_000,
+        "window": 64,
+        "dm_window": 32,
+        "light": 300 if quick else 5000,
+        "held": held,
+        "sources": [f"127.0.0.{i}" for i in range(2, 2 + (held // 20_000) + 1)],
+    }
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    servers = [s for s in args.servers.split(",") if s]
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        servers.insert(1 if "spartan" in servers else 0, "baseline")
+    if args.relay_python:
+        servers.append("relay_alt")
+    limit = loadgen.raise_file_limit()
+    if limit < held + 100:
+        print(f"warning: file limit {limit} < {held} connections", file=sys.stderr)
+    server_cpus, gen_cpus = cpu_plan(not args.no_pin)
+    if gen_cpus:
+        os.sched_setaffinity(0, gen_cpus)
+
+    results = []
+    failures = []
+    serial = 0
+    with tempfile.TemporaryDirectory(prefix="spartan-bench-") as tmp:
+        write_config(os.path.join(tmp, "users.toml"), held)
+        plan = [(s, args.message_log) for s in scenarios]
+        if "fanout" in scenarios and not args.no_logtext and "spartan" in servers:
+            plan.append(("fanout_logtext", "text"))
+        for run in range(runs):
+            for key, message_log in plan:
+                scenario = "fanout" if key == "fanout_logtext" else key
+                kinds = ["spartan"] if key == "fanout_logtext" else servers
+                if key == "fanout_logtext" and run >= max(1, runs // 2):
+                    continue  # a figure for reference: fewer runs
+                for kind in kinds:
+                    serial += 1
+                    server = Server(kind, args, tmp, server_cpus, args.db, message_log, serial)
+                    try:
+                        result = run_scenario(scenario, server.port, server.proc.pid, sizes)
+                    except (loadgen.BenchError, OSError) as e:
+                        failures.append(f"run {run + 1} {key} {kind}: {e}")
+                        print(f"FAILED run {run + 1} {key} {kind}: {e}", file=sys.stderr, flush=True)
+                        continue
+                    finally:
+                        server.stop()
+                    result.update(key=key, server=kind, run=run)
+                    results.append(result)
+                    brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
+                             if k in ("deliveries_per_s", "messages_per_s", "p50_ms", "p99_ms",
+                                      "reached", "bytes_per_conn", "exactly_once", "generator_cpu")}
+                    print(f"run {run + 1}/{runs} {key:15} {kind:8} {brief}", file=sys.stderr, flush=True)
+
+    rows = summarise(results, servers)
+    report = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": " ".join(["benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
+        "server_python": args.python or sys.executable,
+        "db": args.db,
+        "pinned": {"server": sorted(server_cpus) if server_cpus else None,
+                   "generator": sorted(gen_cpus) if gen_cpus else None},
+        "runs": runs,
+        "sizes": sizes,
+        "table": [{k: v for k, v in r.items() if k != "format"} for r in rows],
+        "results": results,
+        "failures": failures,
+        "exactly_once": not failures and bool(results),
+    }
+    print(f"Spartan benchmarks, {report['date']}, {report['machine']}")
+    print(f"command: {report['command']}; medians of {runs} run(s); db {args.db}")
+    print()
+    print(table(rows, servers))
+    print()
+    print("exactly-once: " + ("every message delivered exactly once" if report["exactly_once"]
+                              else "FAILED: " + "; ".join(failures)))
+    print()
+    print("JSON " + json.dumps(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if report["exactly_once"] else 1
+
+
+def machine() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB, Linux {platform.release()}, "
+            f"{platform.python_implementation()} {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
