@@ -11,7 +11,7 @@ import sys
 import pexpect
 
 from spartan import wire
-from spartan.client.flow import ClientFlow, Exit, Reconnect, Send, StartTimer
+from spartan.client.flow import ClientFlow, Connect, Exit, Reconnect, Send, StartTimer
 from spartan.client.terminal import render
 
 DEMO_USERS = ["alice", "bob", "charlie", "eve", "foo", "bar", "baz", "qux"]
@@ -175,6 +175,7 @@ class FlowHarness:
         self.sent: list[wire.Command] = []
         self.exits: list[int] = []
         self.reconnects = 0
+        self.dialled: list[tuple[str, object]] = []  # ("now" | "later", address)
         self.timers: list[tuple[str, float]] = []
 
     def apply(self, effects):
@@ -185,8 +186,11 @@ class FlowHarness:
                     self.sent.append(command)
                 case Exit(status):
                     self.exits.append(status)
-                case Reconnect():
+                case Connect(address):
+                    self.dialled.append(("now", address))
+                case Reconnect(address):
                     self.reconnects += 1
+                    self.dialled.append(("later", address))
                 case StartTimer(name, seconds):
                     self.timers.append((name, seconds))
         return effects
@@ -288,15 +292,18 @@ def client_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def client_command(user: str, port: int, host: str = "127.0.0.1") -> list[str]:
-    return [sys.executable, "-m", "spartan.client", user, "--host", host, "--port", str(port)]
+def client_command(user: str, port: int, host: str = "127.0.0.1", *extra: str) -> list[str]:
+    """The client's command line; ``extra``: more options (``--tls``, more ``--host``)."""
+    return [
+        sys.executable, "-m", "spartan.client", user, "--host", host, "--port", str(port), *extra
+    ]  # fmt: skip
 
 
 class ClientProcess:
     """``python -m spartan.client`` in a pty, driven like a person at a terminal."""
 
-    def __init__(self, user: str, port: int, host: str = "127.0.0.1") -> None:
-        command = client_command(user, port, host)
+    def __init__(self, user: str, port: int, host: str = "127.0.0.1", *extra: str) -> None:
+        command = client_command(user, port, host, *extra)
         self.output = io.StringIO()
         self.child = pexpect.spawn(
             command[0], command[1:], cwd=REPO, env=client_env(), encoding="utf-8",

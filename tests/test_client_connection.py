@@ -13,9 +13,18 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from spartan import wire
+from spartan.client.__main__ import parse_args
 from spartan.client.app import ClientApp
-from spartan.client.connection import STABLE, Backoff, Pacer, ServerConnection, describe
+from spartan.client.connection import (
+    STABLE,
+    Backoff,
+    Pacer,
+    ServerConnection,
+    describe,
+    is_fatal,
+)
 from spartan.client.flow import ClientFlow, ErasePrompt, Newline, Prompt, Show
+from spartan.client.hosts import Address, HostRotation, parse_address
 from spartan.client.terminal import MAX_INPUT_LINE, TerminalProtocol, render
 
 # -- backoff ------------------------------------------------------------------------------------
@@ -70,17 +79,18 @@ class Listener:
     def line_received(self, line):
         self.events.append(("line", line))
 
-    def disconnected(self, why):
-        self.events.append(("disconnected", why))
+    def disconnected(self, why, *, fatal=False):
+        self.events.append(("disconnected", why) + (("fatal",) if fatal else ()))
 
-    def connect_failed(self, why):
-        self.events.append(("failed", why))
+    def connect_failed(self, why, *, fatal=False):
+        self.events.append(("failed", why) + (("fatal",) if fatal else ()))
 
 
 def make_connection():
     clock, endpoint, listener = Clock(), FakeEndpoint(), Listener()
     backoff = Backoff(initial=1, maximum=8, jitter=0)
-    connection = ServerConnection(clock, endpoint, listener, backoff)
+    connection = ServerConnection(clock, lambda address: endpoint, listener, backoff)
+    connection.address = Address("localhost", 3000)
     return clock, endpoint, listener, connection
 
 
@@ -130,8 +140,10 @@ def test_reconnect_waits_the_backoff_delay():
 
 def test_commands_are_paced_below_the_servers_rate():
     clock, endpoint, listener = Clock(), FakeEndpoint(), Listener()
-    connection = ServerConnection(clock, endpoint, listener, pacer=Pacer(rate=4, burst=3))
-    connection.connect()
+    connection = ServerConnection(
+        clock, lambda address: endpoint, listener, pacer=Pacer(rate=4, burst=3)
+    )
+    connection.connect(Address("localhost", 3000))
     proto, transport = endpoint.succeed()
     for n in range(6):
         connection.send(wire.Ping(str(n)))
@@ -296,7 +308,7 @@ async def test_app_runs_a_session_over_pipes():
     try:
         flow = ClientFlow("alice", port=port.getHost().port, echo=True, can_ask_password=False)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port, timeout=5)
-        app = ClientApp(reactor, flow, endpoint, stdin=in_read, stdout=out_write)
+        app = ClientApp(reactor, flow, lambda address: endpoint, stdin=in_read, stdout=out_write)
         done = app.start()
         os.write(in_write, b"1\nbob\nhello\n")
         os.close(in_write)
@@ -327,3 +339,167 @@ async def test_app_runs_a_session_over_pipes():
                     os.close(fd)
                 except OSError:
                     pass
+
+
+# -- addresses, and the order servers are tried in ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("chat.lan", Address("chat.lan", 3000)),
+        ("chat.lan:4000", Address("chat.lan", 4000)),
+        ("127.0.0.1:1", Address("127.0.0.1", 1)),
+        ("[::1]:3443", Address("::1", 3443)),
+        ("[::1]", Address("::1", 3000)),
+        ("::1", Address("::1", 3000)),
+    ],
+)
+def test_parse_address(text, expected):
+    assert parse_address(text, 3000) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":3000", "host:", "host:0", "host:70000", "host:x",
+                                  "[::1", "[::1]x", "[]:3000", "a b", "host:٣"])  # fmt: skip
+def test_parse_address_refuses(text):
+    with pytest.raises(ValueError):
+        parse_address(text, 3000)
+
+
+def test_address_text():
+    assert str(Address("localhost", 3000)) == "localhost:3000"
+    assert str(Address("::1", 3000)) == "[::1]:3000"
+
+
+def test_rotation_at_start_tries_each_once():
+    a, b, c = Address("a", 1), Address("b", 2), Address("c", 3)
+    rotation = HostRotation([a, b, c])
+    assert rotation.current == a and rotation.several
+    assert rotation.failed() == b
+    assert rotation.failed() == c
+    assert rotation.failed() is None  # a whole round failed
+    assert rotation.current == a
+
+
+def test_rotation_after_a_loss_moves_on_and_login_resets_the_count():
+    a, b = Address("a", 1), Address("b", 2)
+    rotation = HostRotation([a, b])
+    rotation.succeeded()
+    assert rotation.lost() == b
+    assert rotation.failed() == a
+    assert rotation.failed() is None
+    rotation.succeeded()
+    assert rotation.failed() == a  # b failed, once since the login
+    single = HostRotation([a])
+    assert not single.several and single.failed() is None and single.current == a
+    with pytest.raises(ValueError):
+        HostRotation([])
+
+
+def test_each_attempt_dials_the_address_given():
+    clock, endpoint, listener = Clock(), FakeEndpoint(), Listener()
+    dialled = []
+
+    def endpoints(address):
+        dialled.append(address)
+        return endpoint
+
+    connection = ServerConnection(clock, endpoints, listener, Backoff(initial=1, jitter=0))
+    connection.connect(Address("a", 1))
+    endpoint.fail()
+    connection.connect(Address("b", 2))
+    endpoint.fail()
+    connection.reconnect(Address("a", 1))
+    clock.advance(1)
+    endpoint.fail()
+    connection.reconnect()  # the last address again
+    clock.advance(2)
+    assert dialled == [Address("a", 1), Address("b", 2), Address("a", 1), Address("a", 1)]
+
+
+def test_an_endpoint_that_raises_is_a_failed_attempt():
+    clock, listener = Clock(), Listener()
+
+    def endpoints(address):
+        raise ValueError("no such thing")
+
+    connection = ServerConnection(clock, endpoints, listener)
+    connection.connect(Address("a", 1))
+    assert listener.events == [("failed", "No such thing")]
+
+
+# -- TLS failures are described, and never retried ------------------------------------------------
+
+
+def test_certificate_failures_are_fatal_and_described():
+    from OpenSSL.SSL import Error as TLSError
+
+    from twisted.internet._sslverify import VerificationError
+
+    verify = TLSError([("SSL routines", "", "certificate verify failed")])
+    for failure in (Failure(verify), Failure(VerificationError("name mismatch"))):
+        assert is_fatal(failure)
+        assert describe(failure, "chat.lan") == (
+            "the server's certificate could not be verified (not trusted, or not for chat.lan);"
+            " use --cafile for a self-signed certificate."
+        )
+    other = TLSError([("SSL routines", "", "wrong version number")])
+    assert not is_fatal(other) and describe(other) == "TLS failed (is it a TLS port?)"
+    assert not is_fatal(error.ConnectionRefusedError())
+
+
+def test_a_certificate_failure_reaches_the_listener_as_fatal():
+    from OpenSSL.SSL import Error as TLSError
+
+    clock, endpoint, listener, connection = make_connection()
+    connection.connect()
+    proto, transport = endpoint.succeed()  # TLS: connected before the handshake
+    proto.connectionLost(Failure(TLSError([("SSL routines", "", "certificate verify failed")])))
+    assert listener.events[-1][0] == "disconnected" and listener.events[-1][-1] == "fatal"
+    assert "not for localhost" in listener.events[-1][1]
+    connection.connect()
+    endpoint.fail(TLSError([("SSL routines", "", "certificate verify failed")]))
+    assert listener.events[-1][0] == "failed" and listener.events[-1][-1] == "fatal"
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_args_hosts_and_tls():
+    options = parse_args(["alice"])
+    assert options.hosts == [Address("localhost", 3000)] and not options.tls
+    options = parse_args(
+        ["alice", "--host", "a", "--host", "b:4000", "--host", "[::1]:5000", "--port", "3443"]
+    )
+    assert options.hosts == [Address("a", 3443), Address("b", 4000), Address("::1", 5000)]
+    assert parse_args(["alice", "--tls"]).tls
+
+
+def test_args_cafile_implies_tls(tmp_path):
+    from tests.test_client_tls_e2e import make_certificate
+
+    _key, cert = make_certificate(str(tmp_path))
+    options = parse_args(["alice", "--cafile", cert])
+    assert options.tls and options.trust is not None
+
+
+BROKEN_PEM = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a certificate\n", BROKEN_PEM])
+def test_args_unusable_cafile(tmp_path, capsys, content):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["alice", "--cafile", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --cafile:" in err and str(path) in err
+
+
+def test_args_bad_host(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["alice", "--host", "a:0"])
+    assert exit_.value.code == 2
+    assert "argument --host:" in capsys.readouterr().err

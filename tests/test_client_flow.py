@@ -16,6 +16,7 @@ from spartan.client.flow import (
     Send,
     State,
 )
+from spartan.client.hosts import Address
 from spartan.client.text import clean_input, printable, split_utf8
 from tests.client_support import (
     GROUPS_REPLY,
@@ -536,6 +537,133 @@ def test_reconnecting_gives_up_eventually():
     assert h.reconnects == MAX_RECONNECT_ATTEMPTS
 
 
+
+# -- several servers, and failures that must not be retried -----------------------------------
+
+A = Address("node-a", 3000)
+B = Address("node-b", 3001)
+C = Address("::1", 3002)
+BAD_CERT = (
+    "the server's certificate could not be verified (not trusted, or not for node-a);"
+    " use --cafile for a self-signed certificate."
+)
+
+
+def test_start_dials_the_first_server():
+    h = FlowHarness(hosts=[A, B])
+    h.apply(h.flow.on_start())
+    assert h.dialled == [("now", A)]
+    assert h.screen() == [""]
+
+
+def test_start_tries_each_server_once_in_order_then_gives_up():
+    h = FlowHarness(hosts=[A, B, C])
+    h.apply(h.flow.on_start())
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    h.apply(h.flow.on_connect_failed("Timed out"))
+    assert h.dialled == [("now", A), ("now", B), ("now", C)]
+    assert h.exits == []
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    assert h.screen() == [
+        "[Spartan] Could not connect to Spartan Server at node-a:3000: Connection refused."
+        " Trying node-b:3001...",
+        "[Spartan] Could not connect to Spartan Server at node-b:3001: Timed out."
+        " Trying [::1]:3002...",
+        "[Spartan] Could not connect to Spartan Server at [::1]:3002: Connection refused",
+        "",
+    ]
+    assert h.exits == [1]
+    assert h.reconnects == 0
+
+
+def test_start_on_the_second_server_shows_the_spec_greeting_with_its_port():
+    h = FlowHarness(hosts=[A, B])
+    h.apply(h.flow.on_start())
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    h.login()
+    assert h.screen()[1] == "[Spartan] Connected to Spartan Server at port 3001."
+    assert (h.flow.host, h.flow.port) == ("node-b", 3001)
+
+
+def test_lost_before_login_at_start_tries_the_next_server():
+    h = FlowHarness(hosts=[A, B])
+    h.apply(h.flow.on_connected())
+    h.apply(h.flow.on_disconnected("The server closed the connection"))
+    assert h.dialled == [("now", B)]
+    h.apply(h.flow.on_connected())
+    assert h.take_sent() == ["LOGIN alice", "LOGIN alice"]
+    h.apply(h.flow.on_disconnected("The server closed the connection"))
+    assert h.screen()[-2:] == [
+        "[Spartan] Lost the connection to Spartan Server at node-b:3001:"
+        " The server closed the connection",
+        "",
+    ]
+    assert h.exits == [1]
+
+
+def test_reconnect_cycles_through_the_servers_and_says_which_one():
+    h, server = chatting(hosts=[A, B, C])
+    h.type("unconfirmed")
+    assert h.take_sent() == ["SEND id=c1 bob unconfirmed"]
+    h.apply(h.flow.on_disconnected("The connection was lost"))
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    h.apply(h.flow.on_connect_failed("Connection refused"))
+    assert h.dialled == [("later", B), ("later", C), ("later", A), ("later", B)]
+    assert h.exits == []  # after login, a whole round failing is no reason to stop
+    h.apply(h.flow.on_connected())
+    assert server.answer() == ["LOGIN alice", "OPEN bob", "SEND id=c1 bob unconfirmed"]
+    assert h.screen()[-2:] == [
+        "[Spartan] Reconnected to Spartan Server at node-b:3001.",
+        "[alice] > ",
+    ]
+    # Lost again: on to the next one (C), where the count of failures starts afresh.
+    h.apply(h.flow.on_disconnected("The connection was lost"))
+    assert h.dialled[-1] == ("later", C)
+
+
+@pytest.mark.parametrize("when", ["connect", "handshake"])
+def test_bad_certificate_at_start_is_refused_without_retrying(when):
+    h = FlowHarness(hosts=[A, B])
+    h.apply(h.flow.on_start())
+    if when == "connect":
+        h.apply(h.flow.on_connect_failed(BAD_CERT, fatal=True))
+    else:  # TLS: connected first, then the handshake fails
+        h.apply(h.flow.on_connected())
+        h.apply(h.flow.on_disconnected(BAD_CERT, fatal=True))
+    assert h.screen() == [
+        f"[Spartan] Could not connect to Spartan Server at node-a:3000: {BAD_CERT}",
+        "",
+    ]
+    assert h.exits == [1]
+    assert h.dialled == [("now", A)]
+
+
+def test_bad_certificate_on_reconnect_is_refused_without_retrying():
+    h, server = chatting(hosts=[A, B])
+    h.type("pending")
+    h.take_sent()
+    h.apply(h.flow.on_disconnected("The connection was lost"))
+    h.apply(h.flow.on_connected())
+    h.apply(h.flow.on_disconnected(BAD_CERT.replace("node-a", "node-b"), fatal=True))
+    assert h.reconnects == 1
+    assert h.exits == [1]
+    assert h.screen()[-3:] == [
+        "[Spartan] Could not connect to Spartan Server at node-b:3001:"
+        f" {BAD_CERT.replace('node-a', 'node-b')}",
+        "[Spartan] Not sent to bob: pending",
+        "",
+    ]
+
+
+def test_one_server_keeps_the_reconnected_line_with_the_port():
+    h, server = chatting()
+    h.apply(h.flow.on_disconnected("The connection was lost"))
+    assert h.dialled == [("later", Address("localhost", 3000))]
+    h.apply(h.flow.on_connected())
+    server.answer()
+    assert "[Spartan] Reconnected to Spartan Server at port 3000." in h.screen()
+
 def test_send_refused_is_reported():
     h, server = chatting()
     h.type("hello")
@@ -642,15 +770,18 @@ _events = st.one_of(
         ),
     ),
     st.tuples(st.just("input"), st.text(max_size=20)),
-    st.tuples(st.sampled_from(["connected", "eof", "interrupt", "timer"]), st.none()),
-    st.tuples(st.sampled_from(["disconnected", "failed"]), st.just("gone")),
+    st.tuples(st.sampled_from(["start", "connected", "eof", "interrupt", "timer"]), st.none()),
+    st.tuples(
+        st.sampled_from(["disconnected", "failed", "disconnected-fatal", "failed-fatal"]),
+        st.just("gone"),
+    ),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_events, max_size=40))
 def test_flow_never_raises_and_exits_at_most_once(events):
-    flow = ClientFlow("alice")
+    flow = ClientFlow("alice", hosts=[A, B, C])
     exits = 0
     for kind, arg in events:
         match kind:
@@ -666,10 +797,12 @@ def test_flow_never_raises_and_exits_at_most_once(events):
                 effects = flow.on_interrupt()
             case "timer":
                 effects = flow.on_timer("quit")
-            case "disconnected":
-                effects = flow.on_disconnected(arg)
+            case "start":
+                effects = flow.on_start()
+            case "disconnected" | "disconnected-fatal":
+                effects = flow.on_disconnected(arg, fatal=kind.endswith("fatal"))
             case _:
-                effects = flow.on_connect_failed(arg)
+                effects = flow.on_connect_failed(arg, fatal=kind.endswith("fatal"))
         exits += sum(isinstance(e, Exit) for e in effects)
         for effect in effects:
             if isinstance(effect, Send):

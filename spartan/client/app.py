@@ -9,13 +9,14 @@ It holds no chat logic of its own.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorCore, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorCore
 from twisted.internet.stdio import StandardIO
 
 from spartan import wire
-from spartan.client.connection import Backoff, ServerConnection
+from spartan.client.connection import Backoff, EndpointFactory, ServerConnection
 from spartan.client.flow import (
     ClientFlow,
+    Connect,
     Effect,
     ErasePrompt,
     Exit,
@@ -36,7 +37,7 @@ class ClientApp:
         self,
         reactor: IReactorCore,
         flow: ClientFlow,
-        endpoint: IStreamClientEndpoint,
+        endpoints: EndpointFactory,
         *,
         stdin: int = 0,
         stdout: int = 1,
@@ -55,7 +56,7 @@ class ClientApp:
             tty=is_terminal(stdout),
             stdin_fd=stdin if is_terminal(stdin) else None,
         )
-        self.connection = ServerConnection(reactor, endpoint, self, backoff)
+        self.connection = ServerConnection(reactor, endpoints, self, backoff)
         self._timers: dict[str, IDelayedCall] = {}
         self._exiting = False
         self._stdio: StandardIO | None = None
@@ -68,7 +69,7 @@ class ClientApp:
         self._trigger = self._reactor.addSystemEventTrigger(
             "before", "shutdown", self._restore_terminal
         )
-        self.connection.connect()
+        self._apply(self.flow.on_start())
         return self.done
 
     def interrupt(self) -> None:
@@ -83,11 +84,11 @@ class ClientApp:
     def line_received(self, line: wire.ServerLine | wire.WireError) -> None:
         self._apply(self.flow.on_server_line(line))
 
-    def disconnected(self, why: str) -> None:
-        self._apply(self.flow.on_disconnected(why))
+    def disconnected(self, why: str, *, fatal: bool = False) -> None:
+        self._apply(self.flow.on_disconnected(why, fatal=fatal))
 
-    def connect_failed(self, why: str) -> None:
-        self._apply(self.flow.on_connect_failed(why))
+    def connect_failed(self, why: str, *, fatal: bool = False) -> None:
+        self._apply(self.flow.on_connect_failed(why, fatal=fatal))
 
     # -- terminal ---------------------------------------------------------------------------
 
@@ -111,8 +112,10 @@ class ClientApp:
             match effect:
                 case Send(command):
                     self.connection.send(command)
-                case Reconnect():
-                    self.connection.reconnect()
+                case Connect(address):
+                    self.connection.connect(address)
+                case Reconnect(address):
+                    self.connection.reconnect(address)
                 case StartTimer(name, seconds):
                     self._start_timer(name, seconds)
                 case Exit(status):

@@ -1,13 +1,16 @@
 """
 The client's connection to the server: a line protocol, and connecting again with backoff.
 
-`ServerConnection` owns at most one TCP connection at a time.  It reports what happens to
+`ServerConnection` owns at most one connection at a time.  It reports what happens to
 a listener (`ConnectionListener`): connected, a line (already parsed by `spartan.wire`),
-disconnected, or a failed attempt.  It never decides anything: the flow answers a loss
-with a `Reconnect` effect, and `reconnect()` waits the next `Backoff` delay first.
+disconnected, or a failed attempt.  It never decides anything: the flow says which
+address to dial (`Connect`: now; `Reconnect`: `reconnect()` waits the next `Backoff`
+delay first), and an endpoint factory turns an address into a TCP or TLS endpoint.
+A loss or failure is described in words, and marked ``fatal`` when retrying cannot help:
+a TLS certificate that does not verify, or is not for the host dialled.
 Commands go out in order, paced by a `Pacer` below the server's default line rate, so a
 script piping hundreds of lines (or a resend after a reconnect) is not cut off by it.
-The reactor (or a `task.Clock` in tests) and the endpoint are passed in.
+The reactor (or a `task.Clock` in tests) and the endpoint factory are passed in.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from spartan import wire
+from spartan.client.hosts import Address
+
+try:
+    from OpenSSL.SSL import Error as TLSError
+except ImportError:  # pragma: no cover - twisted[tls] is a dependency
+    TLSError = None  # type: ignore[assignment,misc]
 
 MAX_SERVER_LINE = 1 << 20  # a server line longer than this ends the connection
 STABLE = 10.0  # seconds: a connection that lasted this long resets the backoff
@@ -35,14 +44,38 @@ class ConnectionListener(TypingProtocol):
 
     def line_received(self, line: wire.ServerLine | wire.WireError) -> None: ...
 
-    def disconnected(self, why: str) -> None: ...
+    def disconnected(self, why: str, *, fatal: bool = False) -> None: ...
 
-    def connect_failed(self, why: str) -> None: ...
+    def connect_failed(self, why: str, *, fatal: bool = False) -> None: ...
 
 
-def describe(reason: Failure | BaseException) -> str:
-    """A short sentence for why a connection failed or ended."""
+EndpointFactory = Callable[[Address], IStreamClientEndpoint]
+
+
+def _verification_failed(value: BaseException) -> bool:
+    """The server's TLS certificate was refused: not trusted, or not for the host dialled."""
+    if type(value).__name__ in ("VerificationError", "CertificateError"):
+        return True  # service_identity's (host name) and Twisted's own copy of it
+    if TLSError is None or not isinstance(value, TLSError):
+        return False
+    return "certificate verify" in str(value)
+
+
+def is_fatal(reason: Failure | BaseException) -> bool:
+    """Would trying again be pointless (or unsafe)?  A certificate that does not verify."""
+    return _verification_failed(reason.value if isinstance(reason, Failure) else reason)
+
+
+def describe(reason: Failure | BaseException, host: str | None = None) -> str:
+    """A short sentence for why a connection failed or ended (``host``: the one dialled)."""
     value = reason.value if isinstance(reason, Failure) else reason
+    if _verification_failed(value):
+        return (
+            "the server's certificate could not be verified (not trusted, or not for"
+            f" {host or 'this host'}); use --cafile for a self-signed certificate."
+        )
+    if TLSError is not None and isinstance(value, TLSError):
+        return "TLS failed (is it a TLS port?)"
     if isinstance(value, error.ConnectionRefusedError):
         return "Connection refused"
     if isinstance(value, error.DNSLookupError):
@@ -145,13 +178,14 @@ class ServerConnection:
     def __init__(
         self,
         reactor: IReactorTime,
-        endpoint: IStreamClientEndpoint,
+        endpoints: EndpointFactory,
         listener: ConnectionListener,
         backoff: Backoff | None = None,
         pacer: Pacer | None = None,
     ) -> None:
         self._reactor = reactor
-        self._endpoint = endpoint
+        self._endpoints = endpoints
+        self.address: Address | None = None  # the last one dialled
         self._listener = listener
         self.backoff = backoff or Backoff()
         self.pacer = pacer or Pacer()
@@ -168,21 +202,31 @@ class ServerConnection:
     def connected(self) -> bool:
         return self._protocol is not None
 
-    def connect(self) -> None:
-        """Start one connection attempt now (no-op if connected or trying)."""
+    def connect(self, address: Address | None = None) -> None:
+        """Start one connection attempt now, at ``address`` or the last one (no-op if
+        connected or trying)."""
         if self._closing or self._protocol is not None or self._attempt is not None:
             return
         self._delayed = None
+        self.address = address or self.address
+        if self.address is None:
+            raise ValueError("no address to connect to")
         factory = Factory.forProtocol(lambda: ServerLineProtocol(self))
-        attempt = self._attempt = self._endpoint.connect(factory)
+        try:
+            attempt = self._endpoints(self.address).connect(factory)
+        except Exception:
+            attempt = Deferred()
+            attempt.errback()
+        self._attempt = attempt
         attempt.addErrback(self._failed)
 
-    def reconnect(self) -> float | None:
-        """Try again after the next backoff delay; returns the delay (None if already pending)."""
+    def reconnect(self, address: Address | None = None) -> float | None:
+        """Try again (at ``address``, or the last one) after the next backoff delay; returns
+        the delay (None if an attempt is already pending)."""
         if self._closing or self._delayed is not None or self._attempt is not None:
             return None
         delay = self.backoff.next()
-        self._delayed = self._reactor.callLater(delay, self.connect)
+        self._delayed = self._reactor.callLater(delay, self.connect, address)
         return delay
 
     def send(self, command: wire.Command) -> None:
@@ -249,11 +293,14 @@ class ServerConnection:
         for waiter in waiters:
             waiter.callback(None)
         if not self._closing:
-            self._listener.disconnected(describe(reason))
+            self._listener.disconnected(self._describe(reason), fatal=is_fatal(reason))
 
     def _failed(self, reason: Failure) -> None:
         self._attempt = None
         if self._closing or reason.check(error.ConnectingCancelledError):
             return None
-        self._listener.connect_failed(describe(reason))
+        self._listener.connect_failed(self._describe(reason), fatal=is_fatal(reason))
         return None
+
+    def _describe(self, reason: Failure) -> str:
+        return describe(reason, self.address.host if self.address else None)

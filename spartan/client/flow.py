@@ -3,11 +3,12 @@ The terminal client's menu and chat flow, as a pure state machine.
 
 Theory of operation
 -------------------
-* Everything that happens to the client is one method call: ``on_connected()``,
-  ``on_connect_failed(why)``, ``on_server_line(parsed)``, ``on_disconnected(why)``,
-  ``on_input(*lines)``, ``on_eof()``, ``on_interrupt()``, ``on_timer(name)``.  Each returns the
-  list of effects the adapters must carry out, in order: `Show` a line, `Prompt`,
-  `Newline`, `ErasePrompt`, `Send` a command, `Reconnect`, `StartTimer`, `Exit`.
+* Everything that happens to the client is one method call: ``on_start()``,
+  ``on_connected()``, ``on_connect_failed(why)``, ``on_server_line(parsed)``,
+  ``on_disconnected(why)``, ``on_input(*lines)``, ``on_eof()``, ``on_interrupt()``,
+  ``on_timer(name)``.  Each returns the list of effects the adapters must carry out, in
+  order: `Show` a line, `Prompt`, `Newline`, `ErasePrompt`, `Send` a command, `Connect`,
+  `Reconnect`, `StartTimer`, `Exit`.
   Nothing here does I/O, reads a clock or draws a random number (client ids come from an
   injected function), and nothing here raises on what the server or the user sends.
 * Input lines are queued and taken one at a time, only while the state asks for input: a
@@ -33,6 +34,11 @@ Theory of operation
 * Sending: each line gets a client id and stays "unconfirmed" until ``OK SENT``.  After a
   reconnect the flow logs in again, re-opens the conversation and sends the unconfirmed
   lines again with the same ids, which the server stores once.
+* Servers: which address to dial is `spartan.client.hosts.HostRotation`'s business.  At
+  start each address is tried once, in order (`Connect`: at once); after a loss the next
+  ones are tried round and round (`Reconnect`: after the adapter's backoff delay).  A
+  failure the adapter marks ``fatal`` (a certificate that does not verify) is never
+  retried: the client says so and exits.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spartan import wire
+from spartan.client.hosts import Address, HostRotation
 from spartan.client.text import clean_input, split_utf8
 
 # -- effects -------------------------------------------------------------------------------
@@ -81,8 +88,17 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Connect:
+    """Connect to the server at ``address`` now."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
 class Reconnect:
-    """Connect to the server again, after the adapter's backoff delay."""
+    """Connect to the server again (at ``address``), after the adapter's backoff delay."""
+
+    address: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +114,7 @@ class Exit:
     status: int
 
 
-Effect = Show | Prompt | Newline | ErasePrompt | Send | Reconnect | StartTimer | Exit
+Effect = Show | Prompt | Newline | ErasePrompt | Send | Connect | Reconnect | StartTimer | Exit
 
 # -- wording ------------------------------------------------------------------------------
 
@@ -157,6 +173,7 @@ class ClientFlow:
         *,
         host: str = "localhost",
         port: int = 3000,
+        hosts: list[Address] | None = None,
         password: str | None = None,
         echo: bool = False,
         can_ask_password: bool = True,
@@ -165,11 +182,11 @@ class ClientFlow:
         """
         ``echo``: input is not echoed by a terminal (piped stdin), so the flow shows each
         line it takes after its prompt.  ``can_ask_password``: a password may be read from
-        the user (stdin is a terminal); otherwise only ``password`` is tried.
+        the user (stdin is a terminal); otherwise only ``password`` is tried.  ``hosts``:
+        the servers to try, in order (default: ``host`` and ``port``).
         """
         self.user = user
-        self.host = host
-        self.port = port
+        self._hosts = HostRotation(hosts or [Address(host, port)])
         self.state = State.CONNECTING
         self._password = password
         self._echo = echo
@@ -213,7 +230,22 @@ class ClientFlow:
         self._before_password: State | None = None  # the state a password question interrupted
         self._out: list[Effect] = []
 
+    @property
+    def host(self) -> str:
+        """The server being dialled, or connected to."""
+        return self._hosts.current.host
+
+    @property
+    def port(self) -> int:
+        return self._hosts.current.port
+
     # -- inputs ---------------------------------------------------------------------------
+
+    def on_start(self) -> list[Effect]:
+        """The client starts: dial the first server."""
+        if self.state is not State.DONE:
+            self._out.append(Connect(self._hosts.current))
+        return self._flush()
 
     def on_connected(self) -> list[Effect]:
         self._connected = True
@@ -225,19 +257,22 @@ class ClientFlow:
         self._send(wire.Login(self.user, self._password), "login")
         return self._flush()
 
-    def on_connect_failed(self, why: str) -> list[Effect]:
+    def on_connect_failed(self, why: str, *, fatal: bool = False) -> list[Effect]:
+        """An attempt failed; ``fatal``: trying again cannot help (a bad certificate)."""
         if self.state is State.DONE:
             return self._flush()
-        if not self._ever_logged_in:
-            self._show(f"{SPARTAN} Could not connect to Spartan Server at {self._where()}: {why}")
-            self._exit(1)
+        if fatal:
+            self._refused(why)
+        elif not self._ever_logged_in:
+            self._next_at_start(f"Could not connect to Spartan Server at {self._where()}: {why}")
         elif self.state is State.QUITTING:
             self._finish()
         else:
+            self._hosts.failed()
             self._reconnect(why)
         return self._flush()
 
-    def on_disconnected(self, why: str) -> list[Effect]:
+    def on_disconnected(self, why: str, *, fatal: bool = False) -> list[Effect]:
         self._connected = False
         self._new_connection()
         self._batch = []
@@ -245,15 +280,33 @@ class ClientFlow:
             return self._flush()
         if self.state is State.QUITTING:
             self._finish()
+        elif fatal:
+            self._refused(why)
         elif not self._ever_logged_in:
-            self._show(f"{SPARTAN} Lost the connection to Spartan Server at {self._where()}: {why}")
-            self._exit(1)
+            where = self._where()
+            self._next_at_start(f"Lost the connection to Spartan Server at {where}: {why}")
         else:
             self._busy = False
             self._event(f"{SPARTAN} Lost the connection to Spartan Server ({why}). Reconnecting...")
+            self._hosts.lost()
             self._reconnect(why)
             self._pump()
         return self._flush()
+
+    def _next_at_start(self, sentence: str) -> None:
+        """Not logged in yet: try the next server at once, or say why and exit."""
+        following = self._hosts.failed()
+        if following is None:
+            self._show(f"{SPARTAN} {sentence}")
+            self._exit(1)
+        else:
+            self._show(f"{SPARTAN} {sentence}. Trying {following}...")
+            self._out.append(Connect(following))
+
+    def _refused(self, why: str) -> None:
+        """A failure no retry can mend: say so, and leave."""
+        self._show(f"{SPARTAN} Could not connect to Spartan Server at {self._where()}: {why}")
+        self._finish(1)
 
     def _new_connection(self) -> None:
         """Forget what belonged to the last connection: its replies will never come, and
@@ -265,7 +318,7 @@ class ClientFlow:
         self._ack_in_flight.clear()
 
     def _where(self) -> str:
-        return f"{self.host}:{self.port}"
+        return str(self._hosts.current)
 
     def _reconnect(self, why: str) -> None:
         self._attempts += 1  # back to 0 once logged in again
@@ -273,7 +326,7 @@ class ClientFlow:
             self._event(f"{SPARTAN} Giving up: could not reconnect to Spartan Server: {why}")
             self._finish(1)
         else:
-            self._out.append(Reconnect())
+            self._out.append(Reconnect(self._hosts.current))
 
     def on_server_line(self, line: wire.ServerLine | wire.WireError) -> list[Effect]:
         if self.state is State.DONE:
@@ -402,12 +455,15 @@ class ClientFlow:
             return
         self._logged_in = True
         self._attempts = 0
+        self._hosts.succeeded()
         if not self._ever_logged_in:
             self._ever_logged_in = True
             self.state = State.LOADING
             self._load()
             return
-        self._event(f"{SPARTAN} Reconnected to Spartan Server at port {self.port}.")
+        # With several servers, which one matters; with one, the port is enough.
+        where = self._where() if self._hosts.several else f"port {self.port}"
+        self._event(f"{SPARTAN} Reconnected to Spartan Server at {where}.")
         if self.state is State.LOADING:
             self._load()
         if self.state is State.CHAT and self._conversation is not None:
