@@ -12,6 +12,7 @@ from twisted.python import usage
 
 from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.directory import DEMO, ConfigError, Directory, load_directory
+from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
 from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
 from spartan.store import MessageStore
 from spartan.store.memory import MemoryStore
@@ -50,11 +51,13 @@ class Options(usage.Options):
             LOG_TEXT,
             f"Per-message log lines: {LOG_TEXT} (the spec's), {LOG_HIDDEN} (no text), {LOG_OFF}.",
         ],
+        ["server-name", None, DEFAULT_SERVER_NAME, "The server's name on IRC (see --irc-port)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["irc-ports"] = []
 
     def opt_port(self, description: str) -> None:
         """Where to listen: a port number or a Twisted endpoint (tcp:3000:interface=127.0.0.1,
@@ -64,11 +67,18 @@ class Options(usage.Options):
 
     opt_p = opt_port
 
+    def opt_irc_port(self, description: str) -> None:
+        """Also accept IRC clients here: a port number or a Twisted endpoint, like --port.
+        Repeat for several listeners. [default: none]"""
+        self["irc-ports"].append(f"tcp:{description}" if description.isdigit() else description)
+
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
+        if not is_server_name(self["server-name"]):
+            raise usage.UsageError("--server-name must be letters, digits, '.' and '-'")
         try:
             self["directory"] = load_directory(self["config"]) if self["config"] else DEMO
         except ConfigError as e:
@@ -90,6 +100,7 @@ class SpartanService(service.Service):
         self.listeners = listeners  # [(description, endpoint)]
         self.reactor = reactor
         self.ports: list = []
+        self.gateways: list = []  # [(description, endpoint, factory, what)]: IRC, ...
 
     def startService(self) -> None:
         super().startService()
@@ -103,15 +114,16 @@ class SpartanService(service.Service):
             self.log.critical("Cannot open the message store: {why}", why=e)
             self.reactor.stop()
             return
-        for description, endpoint in self.listeners:
+        listeners = [(d, e, self.factory, "server started") for d, e in self.listeners]
+        for description, endpoint, factory, what in listeners + self.gateways:
             try:
-                port = yield endpoint.listen(self.factory)
+                port = yield endpoint.listen(factory)
             except Exception as e:
                 self.log.critical("Cannot listen on {where}: {why}", where=description, why=e)
                 self.reactor.stop()
                 return
             self.ports.append(port)
-            self.log.info("Started server started on port {port}", port=port.getHost().port)
+            self.log.info("Started {what} on port {port}", what=what, port=port.getHost().port)
 
     @inlineCallbacks
     def stopService(self):
@@ -134,4 +146,18 @@ def makeService(options: Options, reactor=None) -> SpartanService:
             listeners.append((description, endpoints.serverFromString(reactor, description)))
         except (ValueError, TypeError) as e:
             raise usage.UsageError(f"--port {description}: {e}") from None
-    return SpartanService(chat, factory, listeners, reactor)
+    service = SpartanService(chat, factory, listeners, reactor)
+    if options["irc-ports"]:
+        irc = IRCGatewayFactory(
+            chat,
+            server_name=options["server-name"],
+            max_line=options["max-line"],
+            max_pending=options["max-pending"],
+        )
+        for description in options["irc-ports"]:
+            try:
+                endpoint = endpoints.serverFromString(reactor, description)
+            except (ValueError, TypeError) as e:
+                raise usage.UsageError(f"--irc-port {description}: {e}") from None
+            service.gateways.append((description, endpoint, irc, "IRC gateway"))
+    return service
