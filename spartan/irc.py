@@ -32,6 +32,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import time
 from collections import deque
@@ -82,6 +83,9 @@ ERR_NEEDMOREPARAMS, ERR_ALREADYREGISTERED, ERR_PASSWDMISMATCH = "461", "462", "4
 ERR_INVITEONLYCHAN, ERR_CHANOPRIVSNEEDED = "473", "482"
 ERR_UMODEUNKNOWNFLAG, ERR_USERSDONTMATCH = "501", "502"
 
+# Commands whose first parameter names nicks or channels (IRC compares them
+# case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
+_NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
 _BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
 _COMMAND = re.compile(r"[A-Za-z]+\Z|[0-9]{3}\Z")
 # Formatting codes IRC clients put in text: colours (with their numbers), bold, reset...
@@ -198,6 +202,7 @@ class IRCGateway(irc.IRC):
     def __init__(self) -> None:
         self.nick: str | None = None
         self.realname = ""
+        self.ident = ""
         self.password: str | None = None
         self.got_user = False
         self.negotiating = False  # CAP LS/REQ seen, CAP END not yet
@@ -341,6 +346,7 @@ class IRCGateway(irc.IRC):
             self.transport.resumeProducing()
 
     def _handle(self, line: bytes | None) -> Deferred | None:
+        """One line: its reply is written, or a Deferred fires once it is.  Never raises."""
         if line is None:
             self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
             return None
@@ -348,6 +354,8 @@ class IRCGateway(irc.IRC):
         if parsed is None:
             return None  # IRC ignores empty lines
         command, params = parsed
+        if command in _NAME_PARAMS and params:
+            params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
         if not _COMMAND.match(command):
             return self.irc_unknown("", command[:20], params)
         if self.session is None and command not in _BEFORE_REGISTRATION:
@@ -446,9 +454,10 @@ class IRCGateway(irc.IRC):
     def irc_USER(self, prefix, params):
         if self.session is not None or self._registering:
             return self._numeric(ERR_ALREADYREGISTERED, "You may not reregister")
-        if len(params) < 4 or not params[0]:
+        if len(params) < 4 or not params[0] or not params[3]:
             return self._numeric(ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         self.got_user = True
+        self.ident = params[0][:32]
         self.realname = params[3]
         return self._maybe_register()
 
@@ -722,8 +731,7 @@ class IRCGateway(irc.IRC):
             line = format_line(self.mask, "JOIN", channel, trailing=False)
             if announce:
                 self.factory.broadcast(channel, line, exclude=self.nick)
-            self._write(line)
-            self._topic_reply(channel)
+            self._write(line)  # no RPL_TOPIC: Spartan groups have no topic
             self._names(channel)
             self._replay([(m, label) for m in unseen])
 
@@ -763,7 +771,7 @@ class IRCGateway(irc.IRC):
         return f"Spartan group {group}: {', '.join(members)}"
 
     def _topic_reply(self, channel: str) -> None:
-        self._numeric(RPL_TOPIC, channel, self._topic(channel))
+        self._numeric(RPL_NOTOPIC, channel, "No topic is set")
 
     def irc_TOPIC(self, prefix, params):
         if not params:
@@ -852,7 +860,7 @@ class IRCGateway(irc.IRC):
         flags = "G" if away is not None else "H"
         realname = self.factory.realname(nick)
         self._numeric(
-            RPL_WHOREPLY, channel, nick, self.factory.server_name, self.factory.server_name,
+            RPL_WHOREPLY, channel, self.factory.ident(nick), self.factory.server_name, self.factory.server_name,
             nick, flags, f"0 {realname}",
         )
 
@@ -864,19 +872,22 @@ class IRCGateway(irc.IRC):
             if directory.is_group(group) and self.nick in directory.groups[group]:
                 for nick in self._visible(mask):
                     self._who_line(mask, nick)
-        elif directory.is_user(mask) and self.factory.chat.is_online(mask):
-            self._who_line("*", mask)
+        else:
+            pattern = mask.casefold()
+            for user, online in self.factory.chat.users():
+                if online and fnmatch.fnmatchcase(user.casefold(), pattern):
+                    self._who_line("*", user)
         self._numeric(RPL_ENDOFWHO, mask, "End of WHO list")
 
     def irc_WHOIS(self, prefix, params):
         if not params or not params[-1]:
             return self._numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
-        nick = params[-1].split(",")[0]
         f = self.factory
+        nick = f.canonical(params[-1].split(",")[0])
         if not f.chat.directory.is_user(nick):
             self._numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
             return self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
-        self._numeric(RPL_WHOISUSER, nick, nick, f.server_name, "*", f.realname(nick))
+        self._numeric(RPL_WHOISUSER, nick, f.ident(nick), f.server_name, "*", f.realname(nick))
         self._numeric(RPL_WHOISSERVER, nick, f.server_name, "Spartan chat server")
         channels = [c for c in f.channels_of(nick) if self.nick in f.chat.directory.groups[c[1:]]]
         if channels:
@@ -913,6 +924,21 @@ class IRCGatewayFactory(ServerFactory):
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(chat.clock.seconds()))
         self.irc_users: dict[str, list[IRCGateway]] = {}  # registered connections per nick
         self.channels: dict[str, list[IRCGateway]] = {}  # joined connections per channel
+
+    def canonical(self, name: str) -> str:
+        """``name`` as the directory spells it, when it differs only in case from exactly
+        one user (or ``#group``); otherwise unchanged."""
+        directory = self.chat.directory
+        channel = is_channel(name)
+        bare = name[1:] if channel else name
+        if (directory.is_group(bare) if channel else directory.is_user(bare)):
+            return name
+        names = directory.groups if channel else directory.users
+        folded = bare.casefold()
+        matches = [n for n in names if n.casefold() == folded]
+        if len(matches) != 1:
+            return name
+        return (wire.GROUP_PREFIX if channel else "") + matches[0]
 
     def mask(self, nick: str) -> str:
         return f"{nick}!{nick}@{self.server_name}"
@@ -985,6 +1011,13 @@ class IRCGatewayFactory(ServerFactory):
         for protocol in self.channels.get(channel, ()):
             if protocol.nick != exclude:
                 protocol._write(line)
+
+    def ident(self, nick: str) -> str:
+        """The user name an IRC connection of ``nick`` gave in USER (else the nick)."""
+        for protocol in self.irc_users.get(nick, ()):
+            if protocol.ident:
+                return protocol.ident
+        return nick
 
     def realname(self, nick: str) -> str:
         for protocol in self.irc_users.get(nick, ()):

@@ -238,12 +238,11 @@ def test_join_names_topic_for_members() -> None:
     alice = world.register("alice")
     lines = alice.ask("JOIN #group1")
     assert lines[0] == ":alice!alice@irc.test JOIN #group1"
-    assert lines[1] == ":irc.test 332 alice #group1 :Spartan group group1: alice, bob, charlie"
-    assert lines[2] == ":irc.test 353 alice = #group1 :alice bob"  # bob is online natively
-    assert lines[3] == ":irc.test 366 alice #group1 :End of /NAMES list"
+    assert lines[1] == ":irc.test 353 alice = #group1 :alice bob"  # bob is online natively
+    assert lines[2] == ":irc.test 366 alice #group1 :End of /NAMES list"
     assert alice.ask("JOIN #group1") == []  # already there
     assert numerics(alice.ask("NAMES #group1")) == ["353", "366"]
-    assert numerics(alice.ask("TOPIC #group1")) == ["332"]
+    assert numerics(alice.ask("TOPIC #group1")) == ["331"]
     assert numerics(alice.ask("TOPIC #group1 :new topic")) == ["482"]
 
 
@@ -302,6 +301,16 @@ def test_list_who_whois_away() -> None:
     assert numerics(bob.ask("AWAY")) == ["305"]
     assert numerics(alice.ask("WHOIS nobody")) == ["401", "318"]
     assert numerics(alice.ask("WHOIS charlie"))[-2:] == ["301", "318"]  # offline
+    assert [line.split(" ")[7] for line in alice.ask("WHO *")[:-1]] == ["alice", "bob"]
+    assert numerics(alice.ask("WHO b*")) == ["352", "315"]
+
+
+def test_names_are_matched_case_insensitively_when_unambiguous() -> None:
+    world = World()
+    alice = world.register("Alice")
+    assert alice.ask("JOIN #GROUP1")[0] == ":alice!alice@irc.test JOIN #group1"
+    assert numerics(alice.ask("WHOIS BOB"))[0] == "311"
+    assert alice.ask("PRIVMSG ALICE :me") == [":alice!alice@irc.test PRIVMSG alice :me"]
 
 
 # -- messages both ways -------------------------------------------------------------------
@@ -446,8 +455,8 @@ def test_unseen_group_messages_on_join() -> None:
     bob.send("#group1", "before join")  # alice has not joined: it waits
     assert alice.lines() == []
     lines = alice.ask("JOIN #group1")
-    assert numerics(lines[1:4]) == ["332", "353", "366"]
-    assert lines[4] == (
+    assert numerics(lines[1:3]) == ["353", "366"]
+    assert lines[3] == (
         f"@time={wire.format_timestamp(START)} :bob!bob@irc.test PRIVMSG #group1 :before join"
     )
     assert world.native("alice")[0].open("#group1").result == ("#group1", [])
