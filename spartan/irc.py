@@ -780,11 +780,11 @@ class IRCGateway(irc.IRC):
         found = self._group_of(channel)
         if found is None:
             return None
-        if self.nick not in found[1]:
+        if channel not in self.channels:
             return self._numeric(ERR_NOTONCHANNEL, channel, "You're not on that channel")
         if len(params) > 1:
             return self._numeric(
-                ERR_CHANOPRIVSNEEDED, channel, "Topics are fixed: they list the group's members"
+                ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
             )
         self._topic_reply(channel)
         return None

@@ -240,10 +240,10 @@ def test_join_names_topic_for_members() -> None:
     assert lines[0] == ":alice!alice@irc.test JOIN #group1"
     assert lines[1] == ":irc.test 353 alice = #group1 :alice bob"  # bob is online natively
     assert lines[2] == ":irc.test 366 alice #group1 :End of /NAMES list"
-    assert alice.ask("JOIN #group1") == []  # already there
-    assert numerics(alice.ask("NAMES #group1")) == ["353", "366"]
     assert numerics(alice.ask("TOPIC #group1")) == ["331"]
     assert numerics(alice.ask("TOPIC #group1 :new topic")) == ["482"]
+    assert alice.ask("JOIN #group1") == []  # already there
+    assert numerics(alice.ask("NAMES #group1")) == ["353", "366"]
 
 
 def test_join_refused_to_non_members_and_unknown_channels() -> None:
@@ -258,6 +258,7 @@ def test_join_refused_to_non_members_and_unknown_channels() -> None:
     assert numerics(alice.ask("PART #group1")) == ["442"]
     assert numerics(alice.ask("NAMES #staff")) == ["366"]  # no names for outsiders
     assert numerics(alice.ask("TOPIC #staff")) == ["442"]
+    assert numerics(alice.ask("TOPIC #group1")) == ["442"]  # a member, but not joined
 
 
 def test_join_part_quit_are_seen_by_other_irc_users() -> None:
