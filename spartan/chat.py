@@ -63,7 +63,7 @@ class Delivery:
 
     def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
         """The message in one wire format, encoded once for every session that reads it."""
-        if encoder is self._encoder:
+        if encoder == self._encoder:  # ==, not is: a bound method is a new object each time
             return self._data
         if self._encoder is None:
             self._encoder = encoder

@@ -13,6 +13,7 @@ from twisted.python import usage
 from spartan.auth import make_authenticator
 from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.directory import DEMO, ConfigError, Directory, load_directory
+from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
 from spartan.limits import RateConfig, ServerLimits
 from spartan.passwd import BadHash, parse_hash
 from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
@@ -73,6 +74,7 @@ class Options(usage.Options):
             LOG_TEXT,
             f"Per-message log lines: {LOG_TEXT} (the spec's), {LOG_HIDDEN} (no text), {LOG_OFF}.",
         ],
+        ["server-name", None, DEFAULT_SERVER_NAME, "The server's name on IRC (see --irc-port)."],
         ["rate", None, 5.0, "Lines a second a connection may send once its burst is spent.",
          _not_negative],
         ["burst", None, 40, "Lines a connection may send at once (0: no rate limit).", _count],
@@ -93,6 +95,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["irc-ports"] = []
 
     def opt_port(self, description: str) -> None:
         """Where to listen: a port number or a Twisted endpoint (tcp:3000:interface=127.0.0.1,
@@ -101,6 +104,11 @@ class Options(usage.Options):
         self["ports"].append(f"tcp:{description}" if description.isdigit() else description)
 
     opt_p = opt_port
+
+    def opt_irc_port(self, description: str) -> None:
+        """Also accept IRC clients here: a port number or a Twisted endpoint, like --port.
+        Repeat for several listeners. [default: none]"""
+        self["irc-ports"].append(f"tcp:{description}" if description.isdigit() else description)
 
     def postOptions(self) -> None:
         if not self["ports"]:
@@ -118,6 +126,8 @@ class Options(usage.Options):
             raise usage.UsageError("--presence-ttl must be positive")
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
+        if not is_server_name(self["server-name"]):
+            raise usage.UsageError("--server-name must be letters, digits, '.' and '-'")
         try:
             self["directory"] = load_directory(self["config"]) if self["config"] else DEMO
         except ConfigError as e:
@@ -160,6 +170,7 @@ class SpartanService(service.Service):
         self.listeners = listeners  # [(description, endpoint)]
         self.reactor = reactor
         self.ports: list = []
+        self.gateways: list = []  # [(description, endpoint, factory, what)]: IRC, ...
 
     def startService(self) -> None:
         super().startService()
@@ -173,15 +184,16 @@ class SpartanService(service.Service):
             self.log.critical("Cannot open the message store: {why}", why=e)
             self.reactor.stop()
             return
-        for description, endpoint in self.listeners:
+        listeners = [(d, e, self.factory, "server started") for d, e in self.listeners]
+        for description, endpoint, factory, what in listeners + self.gateways:
             try:
-                port = yield endpoint.listen(self.factory)
+                port = yield endpoint.listen(factory)
             except Exception as e:
                 self.log.critical("Cannot listen on {where}: {why}", where=description, why=e)
                 self.reactor.stop()
                 return
             self.ports.append(port)
-            self.log.info("Started server started on port {port}", port=port.getHost().port)
+            self.log.info("Started {what} on port {port}", what=what, port=port.getHost().port)
 
     @inlineCallbacks
     def stopService(self):
@@ -214,16 +226,30 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         max_pending=options["max-pending"],
         limits=options["limits"],
     )
-    listeners = []
-    for description in options["ports"]:
-        try:
-            if options["reuse-port"]:
-                from spartan.reuseport import endpoint_from_description
+    listeners = [
+        (description, _endpoint(reactor, "--port", description, options["reuse-port"]))
+        for description in options["ports"]
+    ]
+    service = SpartanService(chat, factory, listeners, reactor)
+    if options["irc-ports"]:
+        irc = IRCGatewayFactory(
+            chat,
+            server_name=options["server-name"],
+            max_line=options["max-line"],
+            max_pending=options["max-pending"],
+        )
+        for description in options["irc-ports"]:
+            endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
+            service.gateways.append((description, endpoint, irc, "IRC gateway"))
+    return service
 
-                endpoint = endpoint_from_description(reactor, description)
-            else:
-                endpoint = endpoints.serverFromString(reactor, description)
-            listeners.append((description, endpoint))
-        except (ValueError, TypeError) as e:
-            raise usage.UsageError(f"--port {description}: {e}") from None
-    return SpartanService(chat, factory, listeners, reactor)
+
+def _endpoint(reactor, option: str, description: str, reuse_port: bool):
+    try:
+        if reuse_port:
+            from spartan.reuseport import endpoint_from_description
+
+            return endpoint_from_description(reactor, description)
+        return endpoints.serverFromString(reactor, description)
+    except (ValueError, TypeError) as e:
+        raise usage.UsageError(f"{option} {description}: {e}") from None

@@ -1,0 +1,1035 @@
+"""
+The IRC gateway: any IRC client can log in to Spartan (``--irc-port``).
+
+Theory of operation
+-------------------
+* The gateway is one more adapter over the chat core, beside `spartan.server`: a nick is a
+  Spartan user, a channel ``#group1`` is the group ``group1``, and ``PRIVMSG``/``NOTICE`` to
+  a nick or a channel is a Spartan message.  The protocol knows only its factory; the
+  factory knows only the `Chat`.
+* Registration (``CAP``/``PASS``/``NICK``/``USER``) ends in ``Chat.login(nick, password)``;
+  ``PASS`` is passed through as the password.  Then the welcome numerics, the MOTD, and
+  the direct messages the user has not seen, oldest first; they then count as seen.
+* Groups are not joined automatically.  ``JOIN`` is for members only (others get
+  ERR_INVITEONLYCHAN); it answers with the names and the group's unseen messages.  Live
+  group messages reach an IRC connection only for the channels it joined; the others stay
+  unseen and come with the ``JOIN``.  What an IRC connection was shown is acknowledged
+  (IRC has no ACK), in one batch per reactor turn.
+* Every message goes out once per format: ``Delivery.encoded`` caches the plain IRC
+  encoding and the one with the ``@time`` tag (``server-time``) for every reader.
+* Input is bytes, parsed here, never by exceptions: an overlong line gets ERR_INPUTTOOLONG
+  (417) and is discarded up to its end; an unknown command gets ERR_UNKNOWNCOMMAND (421);
+  a bug answers with a NOTICE.  Nothing a client sends drops the connection but ``QUIT``.
+* Lines are handled one at a time, in order: while one waits on the core (a login, a
+  message being stored, a backlog being read), later lines wait in a queue, and reading
+  from the socket pauses once the queue is long.  Messages pushed meanwhile are held and
+  written after the reply, so a backlog is never interleaved with newer messages.
+* A peer that stops reading is dropped once ``max_pending`` bytes wait for it, as on the
+  native port; its messages stay unseen.
+* Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own:
+  the IRC connections that joined, plus members online only through the native protocol.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections import deque
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.words.protocols import irc
+from zope.interface import implementer
+
+from spartan import __version__, wire
+from spartan.chat import Chat, Delivery, Session, direct_key
+from spartan.errors import ChatError
+
+DEFAULT_SERVER_NAME = "spartan"
+DEFAULT_MAX_LINE = 4096
+DEFAULT_MAX_PENDING = 1 << 20
+MAX_BODY = 510  # RFC 1459: a line is at most 512 bytes with its CRLF, tags not counted
+MAX_TARGETS = 4
+INPUT_QUEUE_PAUSE = 64  # stop reading the socket while this many lines wait
+CAPABILITIES = ("server-time", "echo-message")
+
+MOTD = (
+    "Welcome to Spartan.",
+    "Your nick is your Spartan user name; channels are your groups: JOIN #group.",
+    "Messages you missed are delivered when you connect (direct) and when you join (groups).",
+)
+
+# Numerics (RFC 1459 / 2812 and the modern IRC documents).
+RPL_WELCOME, RPL_YOURHOST, RPL_CREATED, RPL_MYINFO, RPL_ISUPPORT = "001", "002", "003", "004", "005"
+RPL_UMODEIS = "221"
+RPL_AWAY, RPL_UNAWAY, RPL_NOWAWAY = "301", "305", "306"
+RPL_WHOISUSER, RPL_WHOISSERVER, RPL_ENDOFWHO = "311", "312", "315"
+RPL_ENDOFWHOIS, RPL_WHOISCHANNELS = "318", "319"
+RPL_LISTSTART, RPL_LIST, RPL_LISTEND, RPL_CHANNELMODEIS = "321", "322", "323", "324"
+RPL_NOTOPIC, RPL_TOPIC = "331", "332"
+RPL_WHOREPLY, RPL_NAMREPLY, RPL_ENDOFNAMES = "352", "353", "366"
+RPL_ENDOFBANLIST = "368"
+RPL_MOTD, RPL_MOTDSTART, RPL_ENDOFMOTD = "372", "375", "376"
+ERR_NOSUCHNICK, ERR_NOSUCHCHANNEL, ERR_CANNOTSENDTOCHAN = "401", "403", "404"
+ERR_TOOMANYTARGETS, ERR_NOORIGIN = "407", "409"
+ERR_INVALIDCAPCMD, ERR_NORECIPIENT, ERR_NOTEXTTOSEND = "410", "411", "412"
+ERR_INPUTTOOLONG, ERR_UNKNOWNCOMMAND = "417", "421"
+ERR_NONICKNAMEGIVEN, ERR_ERRONEUSNICKNAME = "431", "432"
+ERR_NOTONCHANNEL, ERR_NOTREGISTERED = "442", "451"
+ERR_NEEDMOREPARAMS, ERR_ALREADYREGISTERED, ERR_PASSWDMISMATCH = "461", "462", "464"
+ERR_INVITEONLYCHAN, ERR_CHANOPRIVSNEEDED = "473", "482"
+ERR_UMODEUNKNOWNFLAG, ERR_USERSDONTMATCH = "501", "502"
+
+# Commands whose first parameter names nicks or channels (IRC compares them
+# case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
+_NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
+_BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
+_COMMAND = re.compile(r"[A-Za-z]+\Z|[0-9]{3}\Z")
+# Formatting codes IRC clients put in text: colours (with their numbers), bold, reset...
+_COLOUR = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?")
+ACTION_PREFIX = "/me "
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def parse_line(line: bytes) -> tuple[str, list[str]] | None:
+    """One line from a client (without its LF) as (COMMAND, params), None if empty.
+
+    Message tags and the source prefix are dropped; text that is not UTF-8 is read as
+    Latin-1, as many IRC servers do.  Never raises.
+    """
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        text = line.decode("latin-1")
+    text = text.lstrip(" ")
+    if text.startswith("@"):  # client tags: we negotiate none a client sends
+        text = text.partition(" ")[2].lstrip(" ")
+    if text.startswith(":"):
+        text = text.partition(" ")[2].lstrip(" ")
+    head, sep, trailing = text.partition(" :")
+    params = head.split()
+    if not params:
+        return None
+    if sep:
+        params.append(trailing)
+    return params[0].upper(), params[1:]
+
+
+def clean_text(text: str) -> str:
+    """Message text from IRC as Spartan stores it: no formatting or control characters.
+
+    A CTCP ACTION (``/me waves``) is kept as ``/me waves``; other CTCP is dropped whole.
+    """
+    if text.startswith("\x01"):
+        body = text.strip("\x01")
+        if body.upper().startswith("ACTION "):
+            text = ACTION_PREFIX + body[7:]
+        else:
+            return ""
+    text = _COLOUR.sub("", text)
+    return wire.CONTROL.sub("", text)
+
+
+def split_utf8(text: str, size: int) -> list[str]:
+    """``text`` in pieces of at most ``size`` bytes of UTF-8, cut between characters."""
+    data = text.encode("utf-8")
+    pieces = []
+    while len(data) > size:
+        cut = size
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:
+            cut -= 1
+        space = data.rfind(b" ", size // 2, cut)
+        if space > 0:
+            cut = space + 1
+        pieces.append(data[:cut].decode("utf-8"))
+        data = data[cut:]
+    pieces.append(data.decode("utf-8"))
+    return pieces
+
+
+def format_line(
+    source: str | None, command: str, *params: str, tags: str = "", trailing: bool = True
+) -> bytes:
+    """An IRC line.  The last parameter is sent as trailing (``:...``), as clients expect
+    of text; with ``trailing=False`` only when it must be (empty, spaces, leading ``:``)."""
+    parts = [command, *params]
+    if params:
+        last = params[-1]
+        if trailing or not last or " " in last or last.startswith(":"):
+            parts[-1] = ":" + last
+    line = " ".join(parts)
+    if source:
+        line = f":{source} {line}"
+    if tags:
+        line = f"@{tags} {line}"
+    return line.encode("utf-8") + b"\r\n"
+
+
+def server_time(seconds: float) -> str:
+    return "time=" + wire.format_timestamp(seconds)
+
+
+def dm_target(delivery: Delivery) -> str:
+    """The nick a one-to-one message is addressed to on IRC: the participant not sending."""
+    m = delivery.message
+    _, first, second = m.conversation.split(":", 2)
+    return second if m.sender == first else first
+
+
+def is_server_name(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,62}", name) is not None
+
+
+def is_channel(name: str) -> bool:
+    return name.startswith(wire.GROUP_PREFIX)
+
+
+# -- the protocol ---------------------------------------------------------------------------
+
+
+@implementer(IPushProducer)
+class IRCGateway(irc.IRC):
+    log = Logger()
+    factory: IRCGatewayFactory
+
+    def __init__(self) -> None:
+        self.nick: str | None = None
+        self.realname = ""
+        self.ident = ""
+        self.password: str | None = None
+        self.got_user = False
+        self.negotiating = False  # CAP LS/REQ seen, CAP END not yet
+        self.caps: set[str] = set()
+        self.session: Session | None = None
+        self.channels: list[str] = []  # joined, in order of joining
+        self.away: str | None = None
+        self._registering = False
+        self._inbuf = b""
+        self._discarding = False  # inside the tail of an overlong line
+        self._input: deque[bytes | None] = deque()  # None: an overlong line
+        self._busy = False  # a command is waiting on the core
+        self._processing = False
+        self._reading_paused = False
+        self._held: list[Delivery] | None = None  # pushes held while a reply is pending
+        self._to_ack: dict[str, int] = {}
+        self._ack_call = None
+        self._closing = False
+        self._peer_paused = False
+        self._written_while_paused = 0
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        # irc.IRC.connectionMade would look up our FQDN (blocking DNS): not needed.
+        self.hostname = self.factory.server_name
+        self.transport.registerProducer(self, True)
+
+    def connectionLost(self, reason) -> None:
+        self._closing = True
+        self._input.clear()
+        if self.session is not None:
+            self._flush_acks()
+            self._leave_all("QUIT", self._quit_reason or "Connection closed")
+            self.factory.unregister(self)
+            self.session.logout()
+            self.session = None
+
+    _quit_reason: str | None = None
+
+    def pauseProducing(self) -> None:
+        self._peer_paused = True
+
+    def resumeProducing(self) -> None:
+        self._peer_paused = False
+        self._written_while_paused = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _write(self, data: bytes) -> None:
+        if self._closing and self.transport is None:
+            return
+        if self._peer_paused:
+            self._written_while_paused += len(data)
+            if self._written_while_paused > self.factory.max_pending:
+                self._drop_slow_reader()
+                return
+        self.transport.write(data)
+
+    def _drop_slow_reader(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.log.warn(
+                "Closing the IRC connection of {who}: it stopped reading ({n} bytes waiting)",
+                who=self.nick or "a client",
+                n=self._written_while_paused,
+            )
+            self.transport.abortConnection()
+
+    def sendLine(self, line) -> None:  # irc.IRC's senders end here
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self._write(line + b"\r\n")
+
+    def _send(self, command: str, *params: str, source: str | None = None) -> None:
+        self._write(format_line(source or self.factory.server_name, command, *params))
+
+    def _numeric(self, code: str, *params: str, trailing: bool = True) -> None:
+        self._write(
+            format_line(self.factory.server_name, code, self.nick or "*", *params, trailing=trailing)
+        )
+
+    @property
+    def mask(self) -> str:
+        return self.factory.mask(self.nick or "*")
+
+    # -- lines in --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        lines = (self._inbuf + data).split(b"\n")
+        self._inbuf = lines.pop()
+        limit = self.factory.max_line
+        for line in lines:
+            if self._discarding:  # the end of an overlong line
+                self._discarding = False
+            elif len(line) > limit:
+                self._input.append(None)
+            else:
+                self._input.append(line)
+        if len(self._inbuf) > limit:
+            if not self._discarding:
+                self._input.append(None)
+                self._discarding = True
+            self._inbuf = b""
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self._input and not self._busy and not self._closing:
+                result = self._handle(self._input.popleft())
+                if isinstance(result, Deferred):
+                    self._busy = True
+                    self._held = []
+                    result.addErrback(self._failed).addBoth(self._finished)
+        finally:
+            self._processing = False
+        self._flow()
+
+    def _finished(self, _) -> None:
+        self._busy = False
+        held, self._held = self._held or [], None
+        for delivery in held:
+            self.receive(delivery)
+        self._process()
+
+    def _flow(self) -> None:
+        """Stop reading the socket while lines pile up behind a slow command."""
+        if self.transport is None or self._closing:
+            return
+        if len(self._input) >= INPUT_QUEUE_PAUSE and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif not self._input and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _handle(self, line: bytes | None) -> Deferred | None:
+        """One line: its reply is written, or a Deferred fires once it is.  Never raises."""
+        if line is None:
+            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
+            return None
+        parsed = parse_line(line)
+        if parsed is None:
+            return None  # IRC ignores empty lines
+        command, params = parsed
+        if command in _NAME_PARAMS and params:
+            params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
+        if not _COMMAND.match(command):
+            return self.irc_unknown("", command[:20], params)
+        if self.session is None and command not in _BEFORE_REGISTRATION:
+            method = getattr(self, "irc_" + command, None)
+            if method is not None:
+                self._numeric(ERR_NOTREGISTERED, "You have not registered")
+                return None
+        try:
+            method = getattr(self, "irc_" + command, None)
+            if method is None:
+                return self.irc_unknown("", command, params)
+            return method("", params)
+        except ChatError as e:
+            self._notice_error(e)
+        except Exception:
+            self.log.failure("Error handling IRC {command}", command=command)
+            self._notice(f"The server failed to handle {command}; it has been logged.")
+        return None
+
+    def _failed(self, failure) -> None:
+        if failure.check(ChatError):
+            self._notice_error(failure.value)
+        else:
+            self.log.failure("Error answering an IRC command", failure)
+            self._notice("The server failed to handle that command; it has been logged.")
+
+    def _notice(self, text: str) -> None:
+        self._send("NOTICE", self.nick or "*", text)
+
+    def _notice_error(self, error: ChatError) -> None:
+        self._notice(f"{error.message} ({error.code})")
+
+    def irc_unknown(self, prefix, command, params) -> None:
+        self._numeric(ERR_UNKNOWNCOMMAND, command, "Unknown command")
+
+    # -- registration ----------------------------------------------------------------------
+
+    def irc_CAP(self, prefix, params):
+        if not params:
+            return self._numeric(ERR_NEEDMOREPARAMS, "CAP", "Not enough parameters")
+        sub = params[0].upper()
+        nick = self.nick or "*"
+        if sub == "LS":
+            if self.session is None:
+                self.negotiating = True
+            self._send("CAP", nick, "LS", " ".join(CAPABILITIES))
+        elif sub == "LIST":
+            self._send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
+        elif sub == "REQ":
+            if self.session is None:
+                self.negotiating = True
+            wanted = params[1].split() if len(params) > 1 else []
+            names = [w[1:] if w.startswith("-") else w for w in wanted]
+            if not wanted or any(name not in CAPABILITIES for name in names):
+                self._send("CAP", nick, "NAK", " ".join(wanted))
+                return None
+            for word, name in zip(wanted, names):
+                if word.startswith("-"):
+                    self.caps.discard(name)
+                else:
+                    self.caps.add(name)
+            self._send("CAP", nick, "ACK", " ".join(wanted))
+        elif sub == "END":
+            if self.negotiating:
+                self.negotiating = False
+                return self._maybe_register()
+        else:
+            self._numeric(ERR_INVALIDCAPCMD, params[0], "Invalid CAP command")
+        return None
+
+    def irc_PASS(self, prefix, params):
+        if self.session is not None or self._registering:
+            return self._numeric(ERR_ALREADYREGISTERED, "You may not reregister")
+        if not params:
+            return self._numeric(ERR_NEEDMOREPARAMS, "PASS", "Not enough parameters")
+        self.password = params[0]
+        return None
+
+    def irc_NICK(self, prefix, params):
+        if not params or not params[0]:
+            return self._numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
+        nick = params[0]
+        if self.session is not None or self._registering:
+            if nick != self.nick:
+                self._numeric(
+                    ERR_ERRONEUSNICKNAME,
+                    nick,
+                    "Nicks are Spartan user names: reconnect to use another user",
+                )
+            return None
+        if not wire.is_name(nick) or not self.factory.chat.directory.is_user(nick):
+            return self._numeric(ERR_ERRONEUSNICKNAME, nick, "Not a Spartan user name")
+        self.nick = nick
+        return self._maybe_register()
+
+    def irc_USER(self, prefix, params):
+        if self.session is not None or self._registering:
+            return self._numeric(ERR_ALREADYREGISTERED, "You may not reregister")
+        if len(params) < 4 or not params[0] or not params[3]:
+            return self._numeric(ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        self.got_user = True
+        self.ident = params[0][:32]
+        self.realname = params[3]
+        return self._maybe_register()
+
+    def _maybe_register(self):
+        if self.nick is None or not self.got_user or self.negotiating or self._registering:
+            return None
+        if self.session is not None:
+            return None
+        self._registering = True
+        peer = getattr(self.transport.getPeer(), "host", None)
+        d = self.factory.chat.login(self.nick, self.password, self, peer)
+        d.addCallbacks(self._logged_in, self._login_refused)
+        return d
+
+    def _login_refused(self, failure) -> None:
+        self._registering = False
+        if not failure.check(ChatError):
+            self.log.failure("IRC login failed", failure)
+        self._numeric(ERR_PASSWDMISMATCH, "Password incorrect")
+        self._error_and_close("Bad user name or password")
+
+    def _error_and_close(self, reason: str) -> None:
+        self._write(format_line(None, "ERROR", f"Closing Link: {self.nick or '*'} ({reason})"))
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _logged_in(self, session: Session):
+        self._registering = False
+        if self._closing or not self.connected:
+            session.logout()
+            return None
+        self.session = session
+        self.factory.register(self)
+        self._welcome()
+        return self._deliver_direct_backlog()
+
+    def _welcome(self) -> None:
+        f = self.factory
+        self._numeric(RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
+        self._numeric(RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
+        self._numeric(RPL_CREATED, f"This server was created {f.created}")
+        self._numeric(RPL_MYINFO, f.server_name, f.version, "o", "nt", trailing=False)
+        self._numeric(
+            RPL_ISUPPORT,
+            "AWAYLEN=200",
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#:",
+            "CHANMODES=,,,nt",
+            "CHANNELLEN=33",
+            "CHANTYPES=#",
+            "NETWORK=Spartan",
+            "NICKLEN=32",
+            "PREFIX=()",
+            f"MAXTARGETS={MAX_TARGETS}",
+            "are supported by this server",
+        )
+        self._motd()
+
+    def _motd(self) -> None:
+        f = self.factory
+        self._numeric(RPL_MOTDSTART, f"- {f.server_name} Message of the day - ")
+        for line in f.motd:
+            self._numeric(RPL_MOTD, f"- {line}")
+        self._numeric(RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    @inlineCallbacks
+    def _deliver_direct_backlog(self):
+        """The direct messages the user has not seen, oldest first; then they are seen."""
+        session = self.session
+        keys = yield self.factory.chat.store.conversations()
+        unseen = []
+        for other in self.factory.chat.directory.users:
+            if other != session.user and direct_key(session.user, other) in keys:
+                label, messages = yield session.open(other)
+                unseen.extend((m, label) for m in messages)
+        unseen.sort(key=lambda pair: pair[0].id)
+        self._replay(unseen)
+
+    def _replay(self, unseen) -> None:
+        """Write messages read from the store, remember them as seen, and hold back
+        the pushed copies of the same messages."""
+        written = set()
+        for message, label in unseen:
+            self._write_delivery(Delivery(message, label))
+            written.add(message.id)
+        if self._held:
+            self._held = [d for d in self._held if d.message.id not in written]
+
+    def irc_MOTD(self, prefix, params):
+        self._motd()
+
+    # -- keepalive, quitting, away ---------------------------------------------------------
+
+    def irc_PING(self, prefix, params):
+        if not params:
+            return self._numeric(ERR_NOORIGIN, "No origin specified")
+        self._send("PONG", self.factory.server_name, params[0])
+        return None
+
+    def irc_PONG(self, prefix, params):
+        return None
+
+    def irc_QUIT(self, prefix, params):
+        reason = params[0] if params else "Client quit"
+        self._quit_reason = f"Quit: {reason}"
+        self._error_and_close(self._quit_reason)
+
+    def irc_AWAY(self, prefix, params):
+        if params and params[0]:
+            self.away = params[0][:200]
+            self._numeric(RPL_NOWAWAY, "You have been marked as being away")
+        else:
+            self.away = None
+            self._numeric(RPL_UNAWAY, "You are no longer marked as being away")
+
+    # -- messages --------------------------------------------------------------------------
+
+    def irc_PRIVMSG(self, prefix, params, command="PRIVMSG"):
+        quiet = command == "NOTICE"  # RFC: never an automatic reply to a NOTICE
+        if not params or not params[0]:
+            if not quiet:
+                self._numeric(ERR_NORECIPIENT, f"No recipient given ({command})")
+            return None
+        if len(params) < 2 or not params[1]:
+            if not quiet:
+                self._numeric(ERR_NOTEXTTOSEND, "No text to send")
+            return None
+        targets = [t for t in params[0].split(",") if t]
+        if len(targets) > MAX_TARGETS:
+            if not quiet:
+                self._numeric(ERR_TOOMANYTARGETS, params[0], "Too many targets")
+            return None
+        text = clean_text(params[1])
+        if not text.strip():
+            if not quiet and not params[1].startswith("\x01"):
+                self._numeric(ERR_NOTEXTTOSEND, "No text to send")
+            return None
+        sends = [self._send_one(target, text, quiet, command) for target in targets]
+        pending = [d for d in sends if d is not None]
+        if not pending:
+            return None
+        d = pending[0]
+        for other in pending[1:]:
+            d.addBoth(lambda _, o=other: o)
+        return d
+
+    def irc_NOTICE(self, prefix, params):
+        return self.irc_PRIVMSG(prefix, params, "NOTICE")
+
+    def _send_one(self, target: str, text: str, quiet: bool, command: str) -> Deferred | None:
+        chat = self.factory.chat
+        if target == self.nick:  # IRC lets one talk to oneself; Spartan stores nothing
+            self._write(format_line(self.mask, command, target, text))
+            return None
+        if is_channel(target):
+            group = target[1:]
+            error = None
+            if not chat.directory.is_group(group):
+                error = (ERR_NOSUCHCHANNEL, target, "No such channel")
+            elif self.nick not in chat.directory.groups[group]:
+                error = (ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel (members only)")
+            if error:
+                if not quiet:
+                    self._numeric(*error)
+                return None
+        elif not wire.is_name(target) or not chat.directory.is_user(target):
+            if not quiet:
+                self._numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
+            return None
+        elif not quiet:
+            away = self.factory.away_message(target)
+            if away is not None:
+                self._numeric(RPL_AWAY, target, away)
+
+        def sent(message):
+            if "echo-message" in self.caps:
+                delivery = Delivery(message, target)
+                tags = server_time(message.timestamp) if "server-time" in self.caps else ""
+                for piece in self.factory.privmsg_pieces(delivery, target):
+                    self._write(format_line(self.factory.mask(message.sender), command, target, piece, tags=tags))
+
+        def failed(failure):
+            failure.trap(ChatError)
+            if not quiet:
+                self._notice(f"Message to {target} not delivered: {failure.value.message}")
+
+        return self.session.send(target, text).addCallbacks(sent, failed)
+
+    def receive(self, delivery: Delivery) -> None:
+        """The core pushes a message: write it, unless it is for a channel not joined."""
+        if self._closing:
+            return
+        if is_channel(delivery.conversation):
+            if delivery.conversation not in self.channels:
+                return  # stays unseen; it comes with the JOIN
+        elif delivery.message.sender == self.nick and "echo-message" not in self.caps:
+            return  # our own direct message from another session: IRC clients expect none
+        if self._held is not None:
+            self._held.append(delivery)
+            return
+        self._write_delivery(delivery)
+
+    def _write_delivery(self, delivery: Delivery) -> None:
+        f = self.factory
+        encoder = f.encode_tagged if "server-time" in self.caps else f.encode_plain
+        self._write(delivery.encoded(encoder))
+        self._seen(delivery.conversation, delivery.message.id)
+
+    def _seen(self, label: str, message_id: int) -> None:
+        if message_id > self._to_ack.get(label, 0):
+            self._to_ack[label] = message_id
+        if self._ack_call is None:
+            self._ack_call = self.factory.chat.clock.callLater(0, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()
+        self._ack_call = None
+        acks, self._to_ack = self._to_ack, {}
+        if self.session is None:
+            return
+        for label, upto in acks.items():
+            self.session.ack(label, upto).addErrback(self._ack_failed, label)
+
+    def _ack_failed(self, failure, label) -> None:
+        if failure.check(ChatError):  # the store failed: the messages stay unseen
+            self.log.warn("Could not mark {label} seen: {why}", label=label, why=failure.value.message)
+        else:
+            self.log.failure("Marking {label} seen", failure, label=label)
+
+    # -- channels --------------------------------------------------------------------------
+
+    def _group_of(self, channel: str):
+        """(group name, members) of a channel, or None after sending ERR_NOSUCHCHANNEL."""
+        directory = self.factory.chat.directory
+        group = channel[1:] if is_channel(channel) else None
+        if group is None or not directory.is_group(group):
+            self._numeric(ERR_NOSUCHCHANNEL, channel, "No such channel")
+            return None
+        return group, directory.groups[group]
+
+    def irc_JOIN(self, prefix, params):
+        if not params or not params[0]:
+            return self._numeric(ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
+        if params[0] == "0":
+            for channel in list(self.channels):
+                self._part(channel, "Left all channels")
+            return None
+        pending = []
+        for channel in params[0].split(",")[:MAX_TARGETS * 4]:
+            found = self._group_of(channel)
+            if found is None or channel in self.channels:
+                continue
+            group, members = found
+            if self.nick not in members:
+                self._numeric(ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i): members only")
+                continue
+            pending.append(channel)
+        if not pending:
+            return None
+        return self._join_all(pending)
+
+    @inlineCallbacks
+    def _join_all(self, channels):
+        for channel in channels:
+            # Read the backlog first, so that nothing pushed meanwhile comes before it.
+            label, unseen = yield self.session.open(channel)
+            announce = not self.factory.in_channel(channel, self.nick)
+            self.channels.append(channel)
+            self.factory.join(channel, self)
+            line = format_line(self.mask, "JOIN", channel, trailing=False)
+            if announce:
+                self.factory.broadcast(channel, line, exclude=self.nick)
+            self._write(line)  # no RPL_TOPIC: Spartan groups have no topic
+            self._names(channel)
+            self._replay([(m, label) for m in unseen])
+
+    def irc_PART(self, prefix, params):
+        if not params or not params[0]:
+            return self._numeric(ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")
+        reason = params[1] if len(params) > 1 else ""
+        for channel in params[0].split(","):
+            if channel in self.channels:
+                self._part(channel, reason)
+            elif self._group_of(channel) is not None:
+                self._numeric(ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        return None
+
+    def _part(self, channel: str, reason: str) -> None:
+        line = format_line(self.mask, "PART", channel, *([reason] if reason else []))
+        self._write(line)
+        self.channels.remove(channel)
+        self.factory.leave(channel, self)
+        if not self.factory.in_channel(channel, self.nick):
+            self.factory.broadcast(channel, line, exclude=self.nick)
+
+    def _leave_all(self, command: str, reason: str) -> None:
+        line = format_line(self.mask, command, reason)
+        told = set()
+        for channel in self.channels:
+            self.factory.leave(channel, self)
+            if not self.factory.in_channel(channel, self.nick):
+                for peer in self.factory.channel_members(channel):
+                    if peer.nick != self.nick and peer not in told:
+                        told.add(peer)
+                        peer._write(line)
+        self.channels = []
+
+    def _topic(self, channel: str) -> str:
+        group, members = self._group_of(channel) or ("", ())
+        return f"Spartan group {group}: {', '.join(members)}"
+
+    def _topic_reply(self, channel: str) -> None:
+        self._numeric(RPL_NOTOPIC, channel, "No topic is set")
+
+    def irc_TOPIC(self, prefix, params):
+        if not params:
+            return self._numeric(ERR_NEEDMOREPARAMS, "TOPIC", "Not enough parameters")
+        channel = params[0]
+        found = self._group_of(channel)
+        if found is None:
+            return None
+        if channel not in self.channels:
+            return self._numeric(ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        if len(params) > 1:
+            return self._numeric(
+                ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
+            )
+        self._topic_reply(channel)
+        return None
+
+    def _visible(self, channel: str) -> list[str]:
+        """Who is in a channel: members who joined over IRC or are online natively."""
+        f = self.factory
+        group, members = channel[1:], f.chat.directory.groups[channel[1:]]
+        return [
+            m
+            for m in members
+            if f.in_channel(channel, m) or (f.chat.is_online(m) and m not in f.irc_users)
+        ]
+
+    def _names(self, channel: str) -> None:
+        names = self._visible(channel)
+        head = len(format_line(self.factory.server_name, RPL_NAMREPLY, self.nick, "=", channel, ""))
+        line: list[str] = []
+        for name in names:
+            if line and head + len(" ".join(line + [name])) > MAX_BODY:
+                self._numeric(RPL_NAMREPLY, "=", channel, " ".join(line))
+                line = []
+            line.append(name)
+        if line:
+            self._numeric(RPL_NAMREPLY, "=", channel, " ".join(line))
+        self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list")
+
+    def irc_NAMES(self, prefix, params):
+        if not params or not params[0]:
+            return self._numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        directory = self.factory.chat.directory
+        for channel in params[0].split(",")[:MAX_TARGETS]:
+            group = channel[1:]
+            if is_channel(channel) and directory.is_group(group) and self.nick in directory.groups[group]:
+                self._names(channel)
+            else:
+                self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list")
+        return None
+
+    def irc_LIST(self, prefix, params):
+        directory = self.factory.chat.directory
+        wanted = set(params[0].split(",")) if params and params[0] else None
+        self._numeric(RPL_LISTSTART, "Channel", "Users  Name")
+        for group in directory.groups_of(self.nick):
+            channel = wire.GROUP_PREFIX + group
+            if wanted is None or channel in wanted:
+                self._numeric(RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
+        self._numeric(RPL_LISTEND, "End of /LIST")
+
+    def irc_MODE(self, prefix, params):
+        if not params:
+            return self._numeric(ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+        target = params[0]
+        if is_channel(target):
+            found = self._group_of(target)
+            if found is None:
+                return None
+            if len(params) == 1:
+                return self._numeric(RPL_CHANNELMODEIS, target, "+nt", trailing=False)
+            if params[1].lstrip("+") == "b":
+                return self._numeric(RPL_ENDOFBANLIST, target, "End of channel ban list")
+            return self._numeric(ERR_CHANOPRIVSNEEDED, target, "Channel modes cannot be changed")
+        if target != self.nick:
+            return self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")
+        if len(params) == 1:
+            return self._numeric(RPL_UMODEIS, "+", trailing=False)
+        return self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+
+    # -- users -----------------------------------------------------------------------------
+
+    def _who_line(self, channel: str, nick: str) -> None:
+        away = self.factory.away_message(nick)
+        flags = "G" if away is not None else "H"
+        realname = self.factory.realname(nick)
+        self._numeric(
+            RPL_WHOREPLY, channel, self.factory.ident(nick), self.factory.server_name, self.factory.server_name,
+            nick, flags, f"0 {realname}",
+        )
+
+    def irc_WHO(self, prefix, params):
+        mask = params[0] if params and params[0] else "*"
+        directory = self.factory.chat.directory
+        if is_channel(mask):
+            group = mask[1:]
+            if directory.is_group(group) and self.nick in directory.groups[group]:
+                for nick in self._visible(mask):
+                    self._who_line(mask, nick)
+        else:
+            pattern = mask.casefold()
+            for user, online in self.factory.chat.users():
+                if online and fnmatch.fnmatchcase(user.casefold(), pattern):
+                    self._who_line("*", user)
+        self._numeric(RPL_ENDOFWHO, mask, "End of WHO list")
+
+    def irc_WHOIS(self, prefix, params):
+        if not params or not params[-1]:
+            return self._numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
+        f = self.factory
+        nick = f.canonical(params[-1].split(",")[0])
+        if not f.chat.directory.is_user(nick):
+            self._numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+            return self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        self._numeric(RPL_WHOISUSER, nick, f.ident(nick), f.server_name, "*", f.realname(nick))
+        self._numeric(RPL_WHOISSERVER, nick, f.server_name, "Spartan chat server")
+        channels = [c for c in f.channels_of(nick) if self.nick in f.chat.directory.groups[c[1:]]]
+        if channels:
+            self._numeric(RPL_WHOISCHANNELS, nick, " ".join(channels))
+        away = f.away_message(nick)
+        if away is not None:
+            self._numeric(RPL_AWAY, nick, away)
+        self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return None
+
+
+# -- the factory: the gateway's view of who is where ----------------------------------------
+
+
+class IRCGatewayFactory(ServerFactory):
+    protocol = IRCGateway
+    noisy = False
+
+    def __init__(
+        self,
+        chat: Chat,
+        server_name: str = DEFAULT_SERVER_NAME,
+        max_line: int = DEFAULT_MAX_LINE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        motd: tuple[str, ...] = MOTD,
+        version: str = "",
+    ) -> None:
+        self.chat = chat
+        self.server_name = server_name
+        self.max_line = max_line
+        self.max_pending = max_pending
+        self.motd = motd
+        self.version = "spartan-" + (version or __version__)
+        self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(chat.clock.seconds()))
+        self.irc_users: dict[str, list[IRCGateway]] = {}  # registered connections per nick
+        self.channels: dict[str, list[IRCGateway]] = {}  # joined connections per channel
+
+    def canonical(self, name: str) -> str:
+        """``name`` as the directory spells it, when it differs only in case from exactly
+        one user (or ``#group``); otherwise unchanged."""
+        directory = self.chat.directory
+        channel = is_channel(name)
+        bare = name[1:] if channel else name
+        if (directory.is_group(bare) if channel else directory.is_user(bare)):
+            return name
+        names = directory.groups if channel else directory.users
+        folded = bare.casefold()
+        matches = [n for n in names if n.casefold() == folded]
+        if len(matches) != 1:
+            return name
+        return (wire.GROUP_PREFIX if channel else "") + matches[0]
+
+    def mask(self, nick: str) -> str:
+        return f"{nick}!{nick}@{self.server_name}"
+
+    # The two encodings of a delivered message, cached per Delivery (bound methods are
+    # equal and hash alike, so every connection shares the cached bytes).
+    def encode_plain(self, delivery: Delivery) -> bytes:
+        return self._encode(delivery, "")
+
+    def encode_tagged(self, delivery: Delivery) -> bytes:
+        return self._encode(delivery, server_time(delivery.message.timestamp))
+
+    def _encode(self, delivery: Delivery, tags: str) -> bytes:
+        m = delivery.message
+        target = delivery.conversation if is_channel(delivery.conversation) else dm_target(delivery)
+        source = self.mask(m.sender)
+        return b"".join(
+            format_line(source, "PRIVMSG", target, piece, tags=tags)
+            for piece in self.privmsg_pieces(delivery, target)
+        )
+
+    def privmsg_pieces(self, delivery: Delivery, target: str) -> list[str]:
+        """The message text in pieces that fit an IRC line (512 bytes), /me as ACTION."""
+        text = delivery.message.text
+        action = text.startswith(ACTION_PREFIX)
+        if action:
+            text = text[len(ACTION_PREFIX) :]
+        overhead = len(f":{self.mask(delivery.message.sender)} PRIVMSG {target} :".encode()) + 2
+        room = max(MAX_BODY - overhead - (9 if action else 0), 64)
+        pieces = split_utf8(text, room)
+        if action:
+            pieces = [f"\x01ACTION {p}\x01" for p in pieces]
+        return pieces
+
+    # -- presence --------------------------------------------------------------------------
+
+    def register(self, protocol: IRCGateway) -> None:
+        self.irc_users.setdefault(protocol.nick, []).append(protocol)
+
+    def unregister(self, protocol: IRCGateway) -> None:
+        connections = self.irc_users.get(protocol.nick, [])
+        if protocol in connections:
+            connections.remove(protocol)
+            if not connections:
+                del self.irc_users[protocol.nick]
+
+    def join(self, channel: str, protocol: IRCGateway) -> None:
+        self.channels.setdefault(channel, []).append(protocol)
+
+    def leave(self, channel: str, protocol: IRCGateway) -> None:
+        joined = self.channels.get(channel, [])
+        if protocol in joined:
+            joined.remove(protocol)
+            if not joined:
+                del self.channels[channel]
+
+    def channel_members(self, channel: str) -> list[IRCGateway]:
+        return list(self.channels.get(channel, ()))
+
+    def in_channel(self, channel: str, nick: str) -> bool:
+        return any(p.nick == nick for p in self.channels.get(channel, ()))
+
+    def channels_of(self, nick: str) -> list[str]:
+        seen: list[str] = []
+        for protocol in self.irc_users.get(nick, ()):
+            seen.extend(c for c in protocol.channels if c not in seen)
+        return seen
+
+    def broadcast(self, channel: str, line: bytes, exclude: str) -> None:
+        for protocol in self.channels.get(channel, ()):
+            if protocol.nick != exclude:
+                protocol._write(line)
+
+    def ident(self, nick: str) -> str:
+        """The user name an IRC connection of ``nick`` gave in USER (else the nick)."""
+        for protocol in self.irc_users.get(nick, ()):
+            if protocol.ident:
+                return protocol.ident
+        return nick
+
+    def realname(self, nick: str) -> str:
+        for protocol in self.irc_users.get(nick, ()):
+            if protocol.realname:
+                return protocol.realname
+        return nick
+
+    def away_message(self, nick: str) -> str | None:
+        """Why ``nick`` may not answer: away on every IRC connection, or offline."""
+        if not self.chat.is_online(nick):
+            return "Offline: messages wait until they connect"
+        connections = self.irc_users.get(nick)
+        if connections and all(p.away for p in connections):
+            return connections[0].away
+        return None

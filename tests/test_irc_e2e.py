@@ -1,0 +1,215 @@
+"""End to end: a real ``twistd spartan --irc-port``, IRC clients and native clients over
+loopback.  The IRC clients are a scripted socket and ``sic`` from Debian's ``sic`` package
+(``apt-get install -y sic``): without it the sic test fails, it does not skip."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+TIMEOUT = 15.0  # seconds any one expectation may take
+
+
+class Lines:
+    """Lines from a socket or a pipe, read by a thread, awaited with a deadline."""
+
+    def __init__(self, read) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        thread.start()
+
+    def _pump(self, read) -> None:
+        buffer = b""
+        for _ in range(1_000_000):  # bounded: a test never reads this much
+            try:
+                data = read()
+            except OSError:
+                data = b""
+            if not data:
+                break
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                self.queue.put(line.rstrip(b"\r").decode("utf-8", "replace"))
+        self.queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
+        """The next line matching ``pattern`` (lines before it are kept in ``seen``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"closed while waiting for {pattern!r}; seen {self.seen[-20:]}")
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"timed out waiting for {pattern!r}; seen {self.seen[-20:]}")
+
+
+class LineSocket:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.lines = Lines(lambda: self.sock.recv(65536))
+
+    def send(self, *lines: str) -> None:
+        self.sock.sendall(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
+        return self.lines.expect(pattern, timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """twistd with the demo directory, native and IRC ports on loopback: (native, irc)."""
+    proc = subprocess.Popen(
+        [
+            TWISTD, "-n", "--pidfile=", "spartan",
+            "--port", "tcp:0:interface=127.0.0.1",
+            "--irc-port", "tcp:0:interface=127.0.0.1",
+            "--server-name", "irc.test",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        log = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
+        native = int(log.expect(r"Started server started on port (\d+)").group(1))
+        irc = int(log.expect(r"Started IRC gateway on port (\d+)").group(1))
+        yield native, irc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def native_client(port: int, user: str) -> LineSocket:
+    client = LineSocket(port)
+    client.expect(r"^\* HELLO ")
+    client.send(f"LOGIN {user}")
+    client.expect(rf"^OK LOGIN {user}$")
+    return client
+
+
+def irc_client(port: int, nick: str, caps: str | None = None) -> LineSocket:
+    client = LineSocket(port)
+    if caps:
+        client.send("CAP LS 302")
+        client.expect(r" CAP \* LS ")
+        client.send(f"CAP REQ :{caps}")
+        client.expect(r" CAP \S+ ACK ")
+    client.send(f"NICK {nick}", f"USER {nick} 0 * :{nick} here")
+    if caps:
+        client.send("CAP END")
+    client.expect(rf"^:irc\.test 001 {nick} ")
+    client.expect(rf"^:irc\.test 376 {nick} ")
+    return client
+
+
+def test_scripted_irc_client_and_native_client(server) -> None:
+    native_port, irc_port = server
+    bob = native_client(native_port, "bob")
+    # Messages waiting for alice before she connects: a direct one and a group one.
+    bob.send("SEND alice while you were away", "SEND #group1 group news")
+    bob.expect(r"^OK SENT ")
+    bob.expect(r"^OK SENT ")
+    alice = irc_client(irc_port, "alice", caps="server-time")
+    alice.expect(
+        r"^@time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z :bob!bob@irc\.test PRIVMSG alice :while you were away$"
+    )
+    alice.send("JOIN #group1")
+    alice.expect(r"^:alice!alice@irc\.test JOIN #group1$")
+    alice.expect(r"^:irc\.test 353 alice = #group1 :alice bob$")
+    alice.expect(r"^:irc\.test 366 ")
+    alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG #group1 :group news$")
+    # Both ways, direct and group.
+    alice.send("PRIVMSG bob :hi bob", "PRIVMSG #group1 :hi group")
+    bob.expect(r"^\* MSG \d+ \S+ alice alice hi bob$")
+    bob.expect(r"^\* MSG \d+ \S+ #group1 alice hi group$")
+    bob.send("SEND alice hi alice", "SEND #group1 back to the group")
+    alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG alice :hi alice$")
+    alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG #group1 :back to the group$")
+    # What alice was shown counts as seen: a native login of alice finds nothing unseen.
+    other = native_client(native_port, "alice")
+    other.send("OPEN bob", "OPEN #group1")
+    other.expect(r"^OK OPEN bob 0$")
+    other.expect(r"^OK OPEN #group1 0$")
+    # Errors are numerics; the connection stays.
+    alice.send("JOIN #nope", "FROB", "PRIVMSG nobody :x", "PING :end")
+    alice.expect(r" 403 alice #nope ")
+    alice.expect(r" 421 alice FROB ")
+    alice.expect(r" 401 alice nobody ")
+    alice.expect(r"^:irc\.test PONG irc\.test :end$")
+    alice.send("QUIT :bye")
+    alice.expect(r"^ERROR :Closing Link")
+    for client in (alice, bob, other):
+        client.close()
+
+
+def test_sic_exchanges_messages_with_a_native_client(server) -> None:
+    sic = shutil.which("sic")
+    assert sic, "the real-IRC-client test needs Debian's sic package: apt-get install -y sic"
+    native_port, irc_port = server
+    bob = native_client(native_port, "bob")
+    proc = subprocess.Popen(
+        [sic, "-h", "127.0.0.1", "-p", str(irc_port), "-n", "alice"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
+        out.expect(r"End of /MOTD")
+
+        def type_(line: str) -> None:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+        type_(":m bob hello from sic")
+        bob.expect(r"^\* MSG \d+ \S+ alice alice hello from sic$")
+        bob.send("SEND alice hello from bob")
+        out.expect(r"<bob> hello from bob")
+        type_(":j #group1")
+        out.expect(r"JOIN")
+        type_(":m #group1 sic in the group")
+        bob.expect(r"^\* MSG \d+ \S+ #group1 alice sic in the group$")
+        bob.send("SEND #group1 bob in the group")
+        out.expect(r"#group1.*<bob> bob in the group")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
+        bob.close()
