@@ -10,13 +10,8 @@ from twisted.internet.testing import StringTransport
 from spartan import wire
 from spartan.chat import Chat
 from spartan.directory import Directory
-from spartan.irc import (
-    IRCGatewayFactory,
-    clean_text,
-    format_line,
-    parse_line,
-    split_utf8,
-)
+from spartan.irc import IRCGatewayFactory
+from spartan.irc.lines import clean_text, format_line, parse_line, split_utf8
 from spartan.server import SpartanFactory
 from spartan.store.memory import MemoryStore
 

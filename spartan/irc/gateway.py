@@ -1,5 +1,5 @@
 """
-The IRC gateway: any IRC client can log in to Spartan (``--irc-port``).
+The IRC gateway's protocol: one IRC connection, from registration to ``QUIT``.
 
 Theory of operation
 -------------------
@@ -33,165 +33,88 @@ Theory of operation
 from __future__ import annotations
 
 import fnmatch
-import re
-import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 from zope.interface import implementer
 
-from spartan import __version__, wire
-from spartan.chat import Chat, Delivery, Session, direct_key
+from spartan import wire
+from spartan.chat import Delivery, Session, direct_key
 from spartan.errors import ChatError
+from spartan.irc.lines import (
+    COMMAND,
+    MAX_BODY,
+    clean_text,
+    format_line,
+    is_channel,
+    parse_line,
+    server_time,
+)
+from spartan.irc.numerics import (
+    ERR_ALREADYREGISTERED,
+    ERR_CANNOTSENDTOCHAN,
+    ERR_CHANOPRIVSNEEDED,
+    ERR_ERRONEUSNICKNAME,
+    ERR_INPUTTOOLONG,
+    ERR_INVALIDCAPCMD,
+    ERR_INVITEONLYCHAN,
+    ERR_NEEDMOREPARAMS,
+    ERR_NONICKNAMEGIVEN,
+    ERR_NOORIGIN,
+    ERR_NORECIPIENT,
+    ERR_NOSUCHCHANNEL,
+    ERR_NOSUCHNICK,
+    ERR_NOTEXTTOSEND,
+    ERR_NOTONCHANNEL,
+    ERR_NOTREGISTERED,
+    ERR_PASSWDMISMATCH,
+    ERR_TOOMANYTARGETS,
+    ERR_UMODEUNKNOWNFLAG,
+    ERR_UNKNOWNCOMMAND,
+    ERR_USERSDONTMATCH,
+    RPL_AWAY,
+    RPL_CHANNELMODEIS,
+    RPL_CREATED,
+    RPL_ENDOFBANLIST,
+    RPL_ENDOFMOTD,
+    RPL_ENDOFNAMES,
+    RPL_ENDOFWHO,
+    RPL_ENDOFWHOIS,
+    RPL_ISUPPORT,
+    RPL_LIST,
+    RPL_LISTEND,
+    RPL_LISTSTART,
+    RPL_MOTD,
+    RPL_MOTDSTART,
+    RPL_MYINFO,
+    RPL_NAMREPLY,
+    RPL_NOTOPIC,
+    RPL_NOWAWAY,
+    RPL_UMODEIS,
+    RPL_UNAWAY,
+    RPL_WELCOME,
+    RPL_WHOISCHANNELS,
+    RPL_WHOISSERVER,
+    RPL_WHOISUSER,
+    RPL_WHOREPLY,
+    RPL_YOURHOST,
+)
 
-DEFAULT_SERVER_NAME = "spartan"
-DEFAULT_MAX_LINE = 4096
-DEFAULT_MAX_PENDING = 1 << 20
-MAX_BODY = 510  # RFC 1459: a line is at most 512 bytes with its CRLF, tags not counted
+if TYPE_CHECKING:
+    from spartan.irc.factory import IRCGatewayFactory
+
 MAX_TARGETS = 4
 INPUT_QUEUE_PAUSE = 64  # stop reading the socket while this many lines wait
 CAPABILITIES = ("server-time", "echo-message")
-
-MOTD = (
-    "Welcome to Spartan.",
-    "Your nick is your Spartan user name; channels are your groups: JOIN #group.",
-    "Messages you missed are delivered when you connect (direct) and when you join (groups).",
-)
-
-# Numerics (RFC 1459 / 2812 and the modern IRC documents).
-RPL_WELCOME, RPL_YOURHOST, RPL_CREATED, RPL_MYINFO, RPL_ISUPPORT = "001", "002", "003", "004", "005"
-RPL_UMODEIS = "221"
-RPL_AWAY, RPL_UNAWAY, RPL_NOWAWAY = "301", "305", "306"
-RPL_WHOISUSER, RPL_WHOISSERVER, RPL_ENDOFWHO = "311", "312", "315"
-RPL_ENDOFWHOIS, RPL_WHOISCHANNELS = "318", "319"
-RPL_LISTSTART, RPL_LIST, RPL_LISTEND, RPL_CHANNELMODEIS = "321", "322", "323", "324"
-RPL_NOTOPIC, RPL_TOPIC = "331", "332"
-RPL_WHOREPLY, RPL_NAMREPLY, RPL_ENDOFNAMES = "352", "353", "366"
-RPL_ENDOFBANLIST = "368"
-RPL_MOTD, RPL_MOTDSTART, RPL_ENDOFMOTD = "372", "375", "376"
-ERR_NOSUCHNICK, ERR_NOSUCHCHANNEL, ERR_CANNOTSENDTOCHAN = "401", "403", "404"
-ERR_TOOMANYTARGETS, ERR_NOORIGIN = "407", "409"
-ERR_INVALIDCAPCMD, ERR_NORECIPIENT, ERR_NOTEXTTOSEND = "410", "411", "412"
-ERR_INPUTTOOLONG, ERR_UNKNOWNCOMMAND = "417", "421"
-ERR_NONICKNAMEGIVEN, ERR_ERRONEUSNICKNAME = "431", "432"
-ERR_NOTONCHANNEL, ERR_NOTREGISTERED = "442", "451"
-ERR_NEEDMOREPARAMS, ERR_ALREADYREGISTERED, ERR_PASSWDMISMATCH = "461", "462", "464"
-ERR_INVITEONLYCHAN, ERR_CHANOPRIVSNEEDED = "473", "482"
-ERR_UMODEUNKNOWNFLAG, ERR_USERSDONTMATCH = "501", "502"
 
 # Commands whose first parameter names nicks or channels (IRC compares them
 # case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
 _NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
 _BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
-_COMMAND = re.compile(r"[A-Za-z]+\Z|[0-9]{3}\Z")
-# Formatting codes IRC clients put in text: colours (with their numbers), bold, reset...
-_COLOUR = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?")
-ACTION_PREFIX = "/me "
-
-
-# -- pure helpers ---------------------------------------------------------------------------
-
-
-def parse_line(line: bytes) -> tuple[str, list[str]] | None:
-    """One line from a client (without its LF) as (COMMAND, params), None if empty.
-
-    Message tags and the source prefix are dropped; text that is not UTF-8 is read as
-    Latin-1, as many IRC servers do.  Never raises.
-    """
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        text = line.decode("latin-1")
-    text = text.lstrip(" ")
-    if text.startswith("@"):  # client tags: we negotiate none a client sends
-        text = text.partition(" ")[2].lstrip(" ")
-    if text.startswith(":"):
-        text = text.partition(" ")[2].lstrip(" ")
-    head, sep, trailing = text.partition(" :")
-    params = head.split()
-    if not params:
-        return None
-    if sep:
-        params.append(trailing)
-    return params[0].upper(), params[1:]
-
-
-def clean_text(text: str) -> str:
-    """Message text from IRC as Spartan stores it: no formatting or control characters.
-
-    A CTCP ACTION (``/me waves``) is kept as ``/me waves``; other CTCP is dropped whole.
-    """
-    if text.startswith("\x01"):
-        body = text.strip("\x01")
-        if body.upper().startswith("ACTION "):
-            text = ACTION_PREFIX + body[7:]
-        else:
-            return ""
-    text = _COLOUR.sub("", text)
-    return wire.CONTROL.sub("", text)
-
-
-def split_utf8(text: str, size: int) -> list[str]:
-    """``text`` in pieces of at most ``size`` bytes of UTF-8, cut between characters."""
-    data = text.encode("utf-8")
-    pieces = []
-    while len(data) > size:
-        cut = size
-        while cut > 0 and (data[cut] & 0xC0) == 0x80:
-            cut -= 1
-        space = data.rfind(b" ", size // 2, cut)
-        if space > 0:
-            cut = space + 1
-        pieces.append(data[:cut].decode("utf-8"))
-        data = data[cut:]
-    pieces.append(data.decode("utf-8"))
-    return pieces
-
-
-def format_line(
-    source: str | None, command: str, *params: str, tags: str = "", trailing: bool = True
-) -> bytes:
-    """An IRC line.  The last parameter is sent as trailing (``:...``), as clients expect
-    of text; with ``trailing=False`` only when it must be (empty, spaces, leading ``:``)."""
-    parts = [command, *params]
-    if params:
-        last = params[-1]
-        if trailing or not last or " " in last or last.startswith(":"):
-            parts[-1] = ":" + last
-    line = " ".join(parts)
-    if source:
-        line = f":{source} {line}"
-    if tags:
-        line = f"@{tags} {line}"
-    return line.encode("utf-8") + b"\r\n"
-
-
-def server_time(seconds: float) -> str:
-    return "time=" + wire.format_timestamp(seconds)
-
-
-def dm_target(delivery: Delivery) -> str:
-    """The nick a one-to-one message is addressed to on IRC: the participant not sending."""
-    m = delivery.message
-    _, first, second = m.conversation.split(":", 2)
-    return second if m.sender == first else first
-
-
-def is_server_name(name: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,62}", name) is not None
-
-
-def is_channel(name: str) -> bool:
-    return name.startswith(wire.GROUP_PREFIX)
-
-
-# -- the protocol ---------------------------------------------------------------------------
 
 
 @implementer(IPushProducer)
@@ -356,7 +279,7 @@ class IRCGateway(irc.IRC):
         command, params = parsed
         if command in _NAME_PARAMS and params:
             params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
-        if not _COMMAND.match(command):
+        if not COMMAND.match(command):
             return self.irc_unknown("", command[:20], params)
         if self.session is None and command not in _BEFORE_REGISTRATION:
             method = getattr(self, "irc_" + command, None)
@@ -896,140 +819,4 @@ class IRCGateway(irc.IRC):
         if away is not None:
             self._numeric(RPL_AWAY, nick, away)
         self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
-        return None
-
-
-# -- the factory: the gateway's view of who is where ----------------------------------------
-
-
-class IRCGatewayFactory(ServerFactory):
-    protocol = IRCGateway
-    noisy = False
-
-    def __init__(
-        self,
-        chat: Chat,
-        server_name: str = DEFAULT_SERVER_NAME,
-        max_line: int = DEFAULT_MAX_LINE,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        motd: tuple[str, ...] = MOTD,
-        version: str = "",
-    ) -> None:
-        self.chat = chat
-        self.server_name = server_name
-        self.max_line = max_line
-        self.max_pending = max_pending
-        self.motd = motd
-        self.version = "spartan-" + (version or __version__)
-        self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(chat.clock.seconds()))
-        self.irc_users: dict[str, list[IRCGateway]] = {}  # registered connections per nick
-        self.channels: dict[str, list[IRCGateway]] = {}  # joined connections per channel
-
-    def canonical(self, name: str) -> str:
-        """``name`` as the directory spells it, when it differs only in case from exactly
-        one user (or ``#group``); otherwise unchanged."""
-        directory = self.chat.directory
-        channel = is_channel(name)
-        bare = name[1:] if channel else name
-        if (directory.is_group(bare) if channel else directory.is_user(bare)):
-            return name
-        names = directory.groups if channel else directory.users
-        folded = bare.casefold()
-        matches = [n for n in names if n.casefold() == folded]
-        if len(matches) != 1:
-            return name
-        return (wire.GROUP_PREFIX if channel else "") + matches[0]
-
-    def mask(self, nick: str) -> str:
-        return f"{nick}!{nick}@{self.server_name}"
-
-    # The two encodings of a delivered message, cached per Delivery (bound methods are
-    # equal and hash alike, so every connection shares the cached bytes).
-    def encode_plain(self, delivery: Delivery) -> bytes:
-        return self._encode(delivery, "")
-
-    def encode_tagged(self, delivery: Delivery) -> bytes:
-        return self._encode(delivery, server_time(delivery.message.timestamp))
-
-    def _encode(self, delivery: Delivery, tags: str) -> bytes:
-        m = delivery.message
-        target = delivery.conversation if is_channel(delivery.conversation) else dm_target(delivery)
-        source = self.mask(m.sender)
-        return b"".join(
-            format_line(source, "PRIVMSG", target, piece, tags=tags)
-            for piece in self.privmsg_pieces(delivery, target)
-        )
-
-    def privmsg_pieces(self, delivery: Delivery, target: str) -> list[str]:
-        """The message text in pieces that fit an IRC line (512 bytes), /me as ACTION."""
-        text = delivery.message.text
-        action = text.startswith(ACTION_PREFIX)
-        if action:
-            text = text[len(ACTION_PREFIX) :]
-        overhead = len(f":{self.mask(delivery.message.sender)} PRIVMSG {target} :".encode()) + 2
-        room = max(MAX_BODY - overhead - (9 if action else 0), 64)
-        pieces = split_utf8(text, room)
-        if action:
-            pieces = [f"\x01ACTION {p}\x01" for p in pieces]
-        return pieces
-
-    # -- presence --------------------------------------------------------------------------
-
-    def register(self, protocol: IRCGateway) -> None:
-        self.irc_users.setdefault(protocol.nick, []).append(protocol)
-
-    def unregister(self, protocol: IRCGateway) -> None:
-        connections = self.irc_users.get(protocol.nick, [])
-        if protocol in connections:
-            connections.remove(protocol)
-            if not connections:
-                del self.irc_users[protocol.nick]
-
-    def join(self, channel: str, protocol: IRCGateway) -> None:
-        self.channels.setdefault(channel, []).append(protocol)
-
-    def leave(self, channel: str, protocol: IRCGateway) -> None:
-        joined = self.channels.get(channel, [])
-        if protocol in joined:
-            joined.remove(protocol)
-            if not joined:
-                del self.channels[channel]
-
-    def channel_members(self, channel: str) -> list[IRCGateway]:
-        return list(self.channels.get(channel, ()))
-
-    def in_channel(self, channel: str, nick: str) -> bool:
-        return any(p.nick == nick for p in self.channels.get(channel, ()))
-
-    def channels_of(self, nick: str) -> list[str]:
-        seen: list[str] = []
-        for protocol in self.irc_users.get(nick, ()):
-            seen.extend(c for c in protocol.channels if c not in seen)
-        return seen
-
-    def broadcast(self, channel: str, line: bytes, exclude: str) -> None:
-        for protocol in self.channels.get(channel, ()):
-            if protocol.nick != exclude:
-                protocol._write(line)
-
-    def ident(self, nick: str) -> str:
-        """The user name an IRC connection of ``nick`` gave in USER (else the nick)."""
-        for protocol in self.irc_users.get(nick, ()):
-            if protocol.ident:
-                return protocol.ident
-        return nick
-
-    def realname(self, nick: str) -> str:
-        for protocol in self.irc_users.get(nick, ()):
-            if protocol.realname:
-                return protocol.realname
-        return nick
-
-    def away_message(self, nick: str) -> str | None:
-        """Why ``nick`` may not answer: away on every IRC connection, or offline."""
-        if not self.chat.is_online(nick):
-            return "Offline: messages wait until they connect"
-        connections = self.irc_users.get(nick)
-        if connections and all(p.away for p in connections):
-            return connections[0].away
         return None
