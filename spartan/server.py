@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from spartan import __version__, wire
 from spartan.chat import Chat, ChatError, Delivery, Session, then
-from spartan.guard import Guard
+from spartan.guard import Guard, IGuarded
 from spartan.limits import ConnectionCounter, ServerLimits
 
 DEFAULT_MAX_LINE = 4096
@@ -44,7 +44,7 @@ def _message_lines(kind: str, label: str, messages) -> list[bytes]:
     ]
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IGuarded)
 class SpartanProtocol(LineReceiver):
     # Bare LF ends a line, so nc and scripts work as well as telnet; wire drops the CR.
     delimiter = b"\n"
@@ -247,6 +247,45 @@ class SpartanProtocol(LineReceiver):
         if self._closing and not self._replies and self.transport is not None:
             self._flush()  # what a batch holds goes out before the close
             self.transport.loseConnection()
+
+    # -- IGuarded: the guard's words on the native port -----------------------------------------
+
+    @property
+    def logged_in(self) -> bool:
+        return self.session is not None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def who(self) -> str:
+        return self.session.user if self.session else "a client"
+
+    def send_notice(self, code: str, sentence: str) -> None:
+        self._write(wire.format_push("NOTICE", code, sentence))
+
+    def send_ping(self, token: str) -> None:
+        self._write(wire.format_push("PING", token))
+
+    def refuse(self, code: str, sentence: str) -> None:
+        self._reply(wire.format_error(code, sentence))
+        self._closing = True
+        self._close_when_answered()
+
+    def hang_up(self, code: str, sentence: str) -> None:
+        self._write(wire.format_push("NOTICE", code, sentence))
+        self._closing = True
+        self.transport.loseConnection()
+
+    def pause_lines(self) -> None:
+        self.paused = True  # _lines_received takes no more lines from the buffer
+        self.transport.pauseProducing()  # and the transport stops reading
+
+    def resume_lines(self) -> None:
+        self.paused = False
+        self.transport.resumeProducing()
+        self.dataReceived(b"")  # the lines that waited in the buffer
 
     # -- the core, from the client's side -----------------------------------------------------
 
