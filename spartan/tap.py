@@ -84,7 +84,7 @@ class Options(usage.Options):
         ["login-timeout", None, 60.0, "Seconds a connection has to log in (0: no limit).",
          _not_negative],
         ["idle-timeout", None, 600.0,
-         "Seconds without a line before a connection is closed; a * PING goes out half way "
+         "Seconds without a line before a connection is closed; a PING goes out half way "
          "(0: never).", _not_negative],
     ]
     optFlags = [
@@ -237,6 +237,8 @@ def makeService(options: Options, reactor=None) -> SpartanService:
             server_name=options["server-name"],
             max_line=options["max-line"],
             max_pending=options["max-pending"],
+            limits=options["limits"],
+            connections=factory.connections,  # one count for both ports
         )
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])

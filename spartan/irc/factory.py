@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 
 from spartan import __version__, wire
 from spartan.chat import Chat, Delivery
@@ -22,6 +22,7 @@ from spartan.irc.lines import (
     server_time,
     split_utf8,
 )
+from spartan.limits import ConnectionCounter, ServerLimits
 
 DEFAULT_SERVER_NAME = "spartan"
 DEFAULT_MAX_LINE = 4096
@@ -46,7 +47,12 @@ class IRCGatewayFactory(ServerFactory):
         max_pending: int = DEFAULT_MAX_PENDING,
         motd: tuple[str, ...] = MOTD,
         version: str = "",
+        limits: ServerLimits | None = None,
+        clock=None,
+        connections: ConnectionCounter | None = None,
     ) -> None:
+        """``connections`` is shared with the native listeners (`spartan.tap`), so that a
+        per-address limit does not double by using both ports."""
         self.chat = chat
         self.server_name = server_name
         self.max_line = max_line
@@ -54,8 +60,27 @@ class IRCGatewayFactory(ServerFactory):
         self.motd = motd
         self.version = "spartan-" + (version or __version__)
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(chat.clock.seconds()))
+        self.limits = limits or ServerLimits()
+        self.clock = clock or chat.clock
+        if connections is None:
+            connections = ConnectionCounter(self.limits.max_connections, self.limits.max_per_address)
+        self.connections = connections
         self.irc_users: dict[str, list[IRCGateway]] = {}  # registered connections per nick
         self.channels: dict[str, list[IRCGateway]] = {}  # joined connections per channel
+
+    def buildProtocol(self, addr):
+        address = str(getattr(addr, "host", None) or addr)
+        refusal = self.connections.acquire(address)
+        if refusal is not None:
+            return _Refuse(self.server_name, refusal)
+        protocol = super().buildProtocol(addr)
+        protocol.address = address
+        return protocol
+
+    def connection_lost(self, protocol: IRCGateway) -> None:
+        if protocol.address is not None:
+            self.connections.release(protocol.address)
+            protocol.address = None
 
     def canonical(self, name: str) -> str:
         """``name`` as the directory spells it, when it differs only in case from exactly
@@ -165,3 +190,18 @@ class IRCGatewayFactory(ServerFactory):
         if connections and all(p.away for p in connections):
             return connections[0].away
         return None
+
+
+class _Refuse(Protocol):
+    """Over the connection limits: why, then ``ERROR`` and close, as an IRC server does."""
+
+    def __init__(self, server_name: str, sentence: str) -> None:
+        self.server_name = server_name
+        self.sentence = sentence
+
+    def connectionMade(self) -> None:
+        self.transport.write(
+            format_line(self.server_name, "NOTICE", "*", self.sentence)
+            + format_line(None, "ERROR", "Closing Link: * (Too many connections)")
+        )
+        self.transport.loseConnection()

@@ -45,6 +45,7 @@ from zope.interface import implementer
 from spartan import wire
 from spartan.chat import Delivery, Session, direct_key
 from spartan.errors import ChatError
+from spartan.guard import Guard, IGuarded
 from spartan.irc.lines import (
     COMMAND,
     MAX_BODY,
@@ -109,6 +110,12 @@ if TYPE_CHECKING:
 
 MAX_TARGETS = 4
 INPUT_QUEUE_PAUSE = 64  # stop reading the socket while this many lines wait
+# How an IRC server words the guard's reasons for closing (ERROR :Closing Link: nick (...)).
+_CLOSE_REASONS = {
+    "rate-limited": "Excess Flood",
+    "login-timeout": "Registration timed out",
+    "idle-timeout": "Ping timeout",
+}
 CAPABILITIES = ("server-time", "echo-message")
 
 # Commands whose first parameter names nicks or channels (IRC compares them
@@ -117,10 +124,11 @@ _NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "
 _BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IGuarded)
 class IRCGateway(irc.IRC):
     log = Logger()
     factory: IRCGatewayFactory
+    address: str | None = None  # the peer's host, counted by the factory
 
     def __init__(self) -> None:
         self.nick: str | None = None
@@ -140,6 +148,7 @@ class IRCGateway(irc.IRC):
         self._busy = False  # a command is waiting on the core
         self._processing = False
         self._reading_paused = False
+        self._lines_paused = False  # the guard slowed this connection (IGuarded)
         self._held: list[Delivery] | None = None  # pushes held while a reply is pending
         self._to_ack: dict[str, int] = {}
         self._ack_call = None
@@ -153,10 +162,15 @@ class IRCGateway(irc.IRC):
         # irc.IRC.connectionMade would look up our FQDN (blocking DNS): not needed.
         self.hostname = self.factory.server_name
         self.transport.registerProducer(self, True)
+        self.guard = Guard(self, self.factory.limits, self.factory.clock)
+        self.guard.start()
 
     def connectionLost(self, reason) -> None:
         self._closing = True
         self._input.clear()
+        self.factory.connection_lost(self)
+        if hasattr(self, "guard"):
+            self.guard.stop()
         if self.session is not None:
             self._flush_acks()
             self._leave_all("QUIT", self._quit_reason or "Connection closed")
@@ -240,8 +254,11 @@ class IRCGateway(irc.IRC):
             return
         self._processing = True
         try:
-            while self._input and not self._busy and not self._closing:
-                result = self._handle(self._input.popleft())
+            while self._input and not (self._busy or self._closing or self._lines_paused):
+                line = self._input.popleft()
+                if not self.guard.admit():  # flooding: refused, and the connection closes
+                    break
+                result = self._handle(line)
                 if isinstance(result, Deferred):
                     self._busy = True
                     self._held = []
@@ -258,13 +275,15 @@ class IRCGateway(irc.IRC):
         self._process()
 
     def _flow(self) -> None:
-        """Stop reading the socket while lines pile up behind a slow command."""
+        """Stop reading the socket while lines pile up behind a slow command, or while
+        the guard has slowed the connection."""
         if self.transport is None or self._closing:
             return
-        if len(self._input) >= INPUT_QUEUE_PAUSE and not self._reading_paused:
+        hold = self._lines_paused or len(self._input) >= INPUT_QUEUE_PAUSE
+        if hold and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
-        elif not self._input and self._reading_paused:
+        elif not hold and not self._input and self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
 
@@ -310,6 +329,42 @@ class IRCGateway(irc.IRC):
 
     def _notice_error(self, error: ChatError) -> None:
         self._notice(f"{error.message} ({error.code})")
+
+    # -- IGuarded: the guard's words on IRC -------------------------------------------------
+
+    @property
+    def logged_in(self) -> bool:
+        return self.session is not None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def who(self) -> str:
+        return self.nick or "a client"
+
+    def send_notice(self, code: str, sentence: str) -> None:
+        self._notice(sentence)
+
+    def send_ping(self, token: str) -> None:
+        self._write(format_line(None, "PING", token))
+
+    def refuse(self, code: str, sentence: str) -> None:
+        # Lines are handled one at a time: nothing is pending when a line is admitted.
+        self._error_and_close(_CLOSE_REASONS.get(code, sentence))
+
+    def hang_up(self, code: str, sentence: str) -> None:
+        self._notice(sentence)
+        self._error_and_close(_CLOSE_REASONS.get(code, sentence))
+
+    def pause_lines(self) -> None:
+        self._lines_paused = True
+        self._flow()
+
+    def resume_lines(self) -> None:
+        self._lines_paused = False
+        self._process()  # the lines that waited; reading resumes once they are handled
 
     def irc_unknown(self, prefix, command, params) -> None:
         self._numeric(ERR_UNKNOWNCOMMAND, command, "Unknown command")
