@@ -3,65 +3,20 @@ connection limits and timeouts.  No real network and no real time: StringTranspo
 """
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 
 from spartan import passwd
 from spartan.auth import PasswordAuthenticator
 from spartan.chat import Chat
-from spartan.directory import DEMO, Directory
+from spartan.directory import Directory
 from spartan.limits import RateConfig, ServerLimits
-from spartan.server import SpartanFactory
 from spartan.store.memory import MemoryStore
+from tests.protocol_support import Server, login
 
 PASSWORD = "open sesame"
 HASHED = passwd.hash_password(PASSWORD, n=2**4, r=1, p=1)
-
-
-class Server:
-    def __init__(self, limits=None, directory=DEMO, authenticator=None):
-        self.clock = Clock()
-        self.chat = Chat(directory, MemoryStore(), self.clock, authenticator=authenticator)
-        self.chat.start()
-        self.factory = SpartanFactory(self.chat, limits=limits)
-
-    def connect(self, host="10.0.0.1", port=5000):
-        addr = IPv4Address("TCP", host, port)
-        protocol = self.factory.buildProtocol(addr)
-        transport = StringTransport(peerAddress=addr)
-        protocol.makeConnection(transport)
-        return Conn(protocol, transport)
-
-
-class Conn:
-    def __init__(self, protocol, transport):
-        self.protocol = protocol
-        self.transport = transport
-
-    def send(self, *lines: str) -> list[str]:
-        """Send lines; return the lines the server wrote since the last call."""
-        self.protocol.dataReceived(b"".join(line.encode() + b"\r\n" for line in lines))
-        return self.read()
-
-    def read(self) -> list[str]:
-        data = self.transport.value().decode()
-        self.transport.clear()
-        return data.splitlines()
-
-    def close(self):
-        self.protocol.connectionLost(None)
-
-    @property
-    def closed(self):
-        return self.transport.disconnecting or self.transport.disconnected
-
-
-def login(conn, user, *password):
-    assert conn.send(" ".join(("LOGIN", user) + password))[-1] == f"OK LOGIN {user}"
-    return conn
 
 
 # -- passwords ----------------------------------------------------------------------------
