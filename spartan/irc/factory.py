@@ -63,7 +63,9 @@ class IRCGatewayFactory(ServerFactory):
         self.limits = limits or ServerLimits()
         self.clock = clock or chat.clock
         if connections is None:
-            connections = ConnectionCounter(self.limits.max_connections, self.limits.max_per_address)
+            connections = ConnectionCounter(
+                self.limits.max_connections, self.limits.max_per_address
+            )
         self.connections = connections
         self.irc_users: dict[str, list[IRCGateway]] = {}  # registered connections per nick
         self.channels: dict[str, list[IRCGateway]] = {}  # joined connections per channel

@@ -19,13 +19,19 @@ Theory of operation
   encoding and the one with the ``@time`` tag (``server-time``) for every reader.
 * Input is bytes, parsed here, never by exceptions: an overlong line gets ERR_INPUTTOOLONG
   (417) and is discarded up to its end; an unknown command gets ERR_UNKNOWNCOMMAND (421);
-  a bug answers with a NOTICE.  Nothing a client sends drops the connection but ``QUIT``.
+  a bug answers with a NOTICE.  Nothing a client sends drops the connection but ``QUIT``
+  and flooding.
 * Lines are handled one at a time, in order: while one waits on the core (a login, a
   message being stored, a backlog being read), later lines wait in a queue, and reading
   from the socket pauses once the queue is long.  Messages pushed meanwhile are held and
   written after the reply, so a backlog is never interleaved with newer messages.
 * A peer that stops reading is dropped once ``max_pending`` bytes wait for it, as on the
   native port; its messages stay unseen.
+* The native port's limits hold here too (`spartan.guard`, which this protocol serves as
+  an `IGuarded`): each line the queue hands out is admitted by the guard first; a slowed
+  connection stops taking lines from the queue and reading the socket.  In IRC's words:
+  ``NOTICE <nick>`` to slow down, ``PING :<n>`` half way to the idle timeout (a ``PONG``,
+  like any line, is activity), ``ERROR :Closing Link: <nick> (<reason>)`` and close.
 * Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own:
   the IRC connections that joined, plus members online only through the native protocol.
 """
