@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from twisted.application import service
 from twisted.internet import endpoints
 from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
@@ -17,10 +19,11 @@ from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
 from spartan.limits import RateConfig, ServerLimits
 from spartan.passwd import BadHash, parse_hash
 from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
-from spartan.store import MessageStore
-from spartan.store.memory import MemoryStore
+from spartan.store import MessageStore, StoreError
+from spartan.store.sqlite import check_database, store_from_options
 
 DEFAULT_PORT = "tcp:3000"
+DEFAULT_DB = "spartan.sqlite3"
 MEMORY = ":memory:"
 
 
@@ -55,7 +58,21 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", None, "TOML file of users and groups (see README)."],
-        ["db", None, MEMORY, f"Where messages are kept ({MEMORY} keeps them in memory)."],
+        [
+            "db",
+            None,
+            DEFAULT_DB,
+            f"The SQLite file where messages are kept ({MEMORY}: in memory, lost on exit).",
+        ],
+        [
+            "sync",
+            None,
+            "full",
+            "full: an accepted message survives a power cut; normal: it survives a crash of "
+            "the server (faster on slow disks).",
+        ],
+        ["retention-messages", None, 10_000, "Messages kept per conversation, newest first."],
+        ["retention-days", None, 0, "Days a message is kept (0: no age limit).", _not_negative],
         ["max-line", None, DEFAULT_MAX_LINE, "Longest line accepted, in bytes."],
         [
             "max-pending",
@@ -67,7 +84,6 @@ class Options(usage.Options):
          "rediss:// for TLS) and share delivery and presence with the other nodes."],
         ["node-name", None, None, "This node's name in the cluster. [default: hostname:pid]"],
         ["presence-ttl", None, 30.0, "Seconds before a dead node's users are shown offline.", float],
-        ["redis-retention", None, 10_000, "Messages kept per conversation in Redis."],
         [
             "message-log",
             None,
@@ -113,7 +129,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
-        for name in ("max-line", "max-pending", "redis-retention"):
+        for name in ("max-line", "max-pending", "retention-messages"):
             self[name] = _positive(self, name)
         if self["redis"]:
             from spartan.store.redis import parse_redis_url
@@ -122,6 +138,8 @@ class Options(usage.Options):
                 self["redis-address"] = parse_redis_url(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis: {e}") from None
+        if self["sync"] not in ("full", "normal"):
+            raise usage.UsageError("--sync must be full or normal")
         if self["presence-ttl"] <= 0:
             raise usage.UsageError("--presence-ttl must be positive")
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
@@ -148,15 +166,30 @@ class Options(usage.Options):
         )
 
 
+class CannotStart(SystemExit):
+    """What makeService cannot build: twistd exits with this one sentence, no traceback
+    (it handles UsageError only while parsing options, not from makeService)."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(f"twistd spartan: {sentence}")
+        self.sentence = sentence
+
+
 def open_store(options: Options, reactor) -> MessageStore:
     if options["redis"]:
         # Imported only here: txredisapi imports the global reactor when it is imported.
         from spartan.store.redis import RedisStore
 
         return RedisStore(
-            options["redis-address"], reactor, max_per_conversation=options["redis-retention"]
+            options["redis-address"], reactor, max_per_conversation=options["retention-messages"]
         )
-    return MemoryStore()
+    return store_from_options(
+        options["db"],
+        sync=options["sync"],
+        max_messages=options["retention-messages"],
+        max_age_days=options["retention-days"] or None,
+        reactor=reactor,
+    )
 
 
 class SpartanService(service.Service):
@@ -174,6 +207,10 @@ class SpartanService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # Messages waiting for a commit are many young objects: collecting the youngest
+        # generation every 700 allocations (the default) costs a server a fifth of its
+        # throughput, every 20,000 little (docs/performance.md).
+        gc.set_threshold(20_000, 10, 10)
         self._started = self._start()
 
     @inlineCallbacks
@@ -208,6 +245,11 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     if reactor is None:
         from twisted.internet import reactor
     directory: Directory = options["directory"]
+    if not options["redis"]:
+        try:  # an unusable database stops twistd here, with one clear sentence
+            check_database(options["db"], options["sync"])
+        except StoreError as e:
+            raise CannotStart(f"--db {options['db']}: {e}") from None
     authenticator = make_authenticator(directory, reactor, options["require-passwords"])
     chat = Chat(
         directory,
@@ -226,6 +268,10 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         max_pending=options["max-pending"],
         limits=options["limits"],
     )
+    if hasattr(chat.store, "result_batch"):
+        # A store that answers later (a commit, off the reactor thread) fires a whole
+        # commit's Deferreds in one batch: one write per connection, not per message.
+        chat.store.result_batch = factory.batch
     listeners = [
         (description, _endpoint(reactor, "--port", description, options["reuse-port"]))
         for description in options["ports"]
@@ -254,4 +300,4 @@ def _endpoint(reactor, option: str, description: str, reuse_port: bool):
             return endpoint_from_description(reactor, description)
         return endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError) as e:
-        raise usage.UsageError(f"{option} {description}: {e}") from None
+        raise CannotStart(f"{option} {description}: {e}") from None

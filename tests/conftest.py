@@ -3,10 +3,16 @@ import pytest
 from tests.support import LineClient, TwistdServer
 
 
+@pytest.fixture(autouse=True)
+def _own_directory(tmp_path, monkeypatch):
+    """Each test runs in its own directory: `twistd spartan` writes ./spartan.sqlite3."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def server(tmp_path):
     """A real `twistd spartan` on a free loopback port, stopped after the test."""
-    with TwistdServer(tmp_path, "--db", ":memory:") as running:
+    with TwistdServer(tmp_path) as running:
         yield running
 
 

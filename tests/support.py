@@ -41,6 +41,8 @@ class TwistdServer:
     ) -> None:
         self.port = port or free_port()
         self.tmp_path = tmp_path
+        if "--db" not in args:  # the durable default, one file per server
+            args = (*args, "--db", str(tmp_path / f"spartan-{self.port}.sqlite3"))
         self.args = args
         self.log_path = tmp_path / f"{name or 'twistd'}-{self.port}.log"
         self.process: subprocess.Popen | None = None

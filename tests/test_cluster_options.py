@@ -28,7 +28,7 @@ def test_redis_makes_a_cluster_node():
     from spartan.store.redis import RedisStore
 
     built = service("--redis", "redis://:secret@10.1.2.3:6380/2", "--node-name", "n1",
-                    "--presence-ttl", "5", "--redis-retention", "50")  # fmt: skip
+                    "--presence-ttl", "5", "--retention-messages", "50")  # fmt: skip
     store, peers = built.chat.store, built.chat.peers
     assert isinstance(store, RedisStore) and isinstance(peers, RedisCluster)
     assert (store.address.host, store.address.port, store.address.db) == ("10.1.2.3", 6380, 2)

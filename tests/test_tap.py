@@ -56,15 +56,16 @@ def test_bad_options_are_usage_errors(args, complaint):
     assert complaint in str(error.value)
 
 
-def test_bad_endpoint_is_a_usage_error():
-    with pytest.raises(usage.UsageError) as error:
+def test_bad_endpoint_stops_twistd_with_one_sentence():
+    with pytest.raises(tap.CannotStart) as error:
         tap.makeService(parse("--port", "nonsense:1"), MemoryReactor())
-    assert "nonsense:1" in str(error.value)
+    assert error.value.code.startswith("twistd spartan: --port nonsense:1: ")
 
 
 def test_service_listens_on_every_port_and_logs_the_spec_line(log_lines):
     reactor = MemoryReactor()
-    service = tap.makeService(parse("--port", "3000", "--port", "tcp:3001:interface=127.0.0.1"), reactor)
+    options = parse("--db", ":memory:", "--port", "3000", "--port", "tcp:3001:interface=127.0.0.1")
+    service = tap.makeService(options, reactor)
     service.startService()
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [
         (3000, ""),
@@ -74,3 +75,19 @@ def test_service_listens_on_every_port_and_logs_the_spec_line(log_lines):
     assert "Started server started on port 3001" in log_lines
     service.stopService()
     assert service.ports == []
+
+
+def test_messages_are_kept_in_sqlite_by_default_and_in_memory_on_request():
+    from spartan.store.memory import MemoryStore
+    from spartan.store.sqlite import SQLiteStore
+
+    durable = tap.makeService(parse(), MemoryReactor())
+    assert isinstance(durable.chat.store, SQLiteStore)
+    assert durable.chat.store.result_batch == durable.factory.batch
+    assert isinstance(tap.makeService(parse("--db", ":memory:"), MemoryReactor()).chat.store, MemoryStore)
+
+
+def test_an_unusable_database_stops_twistd_with_one_sentence(tmp_path):
+    with pytest.raises(tap.CannotStart) as error:
+        tap.makeService(parse("--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite3")), MemoryReactor())
+    assert error.value.code.startswith("twistd spartan: --db ")
