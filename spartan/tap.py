@@ -114,17 +114,24 @@ class Options(usage.Options):
         self["irc-ports"] = []
 
     def opt_port(self, description: str) -> None:
-        """Where to listen: a port number or a Twisted endpoint (tcp:3000:interface=127.0.0.1,
-        ssl:3443:privateKey=key.pem:certKey=cert.pem). Repeat for several listeners.
-        [default: 3000]"""
         self["ports"].append(f"tcp:{description}" if description.isdigit() else description)
+
+    # Set here, not as docstrings: usage keeps a docstring's indentation in --help.
+    opt_port.__doc__ = (
+        "Where to listen: a port number or a Twisted endpoint (tcp:3000:interface=127.0.0.1, "
+        "ssl:3443:privateKey=key.pem:certKey=cert.pem). Repeat for several listeners. "
+        "[default: 3000]"
+    )
 
     opt_p = opt_port
 
     def opt_irc_port(self, description: str) -> None:
-        """Also accept IRC clients here: a port number or a Twisted endpoint, like --port.
-        Repeat for several listeners. [default: none]"""
         self["irc-ports"].append(f"tcp:{description}" if description.isdigit() else description)
+
+    opt_irc_port.__doc__ = (
+        "Also accept IRC clients here: a port number or a Twisted endpoint, like --port. "
+        "Repeat for several listeners. [default: none]"
+    )
 
     def postOptions(self) -> None:
         if not self["ports"]:
