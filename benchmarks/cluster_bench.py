@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import LIMITS_OFF  # noqa: E402  (benchmarks/ is this script's directory)
+
 GROUP, SENDERS, PAIRS, WINDOW = 40, 4, 20, 64
 TWISTD = shutil.which("twistd", path=os.path.dirname(sys.executable)) or "twistd"
 
@@ -80,7 +82,7 @@ def start_nodes(count: int, redis_port: int, config: Path, workdir: Path) -> tup
         processes.append(
             subprocess.Popen(
                 [TWISTD, "-n", "--pidfile=", "spartan", "--port", f"tcp:{port}:interface=127.0.0.1",
-                 "--config", str(config), "--redis", f"redis://127.0.0.1:{redis_port}/0",
+                 "--config", str(config), "--redis", f"redis://127.0.0.1:{redis_port}/0", *LIMITS_OFF,
                  "--node-name", f"bench{i}", "--message-log", "off",
                  "--max-pending", str(64 << 20)],
                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
