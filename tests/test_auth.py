@@ -120,9 +120,13 @@ def test_no_password_or_hash_reaches_the_log():
     auth, clock, _ = make()
     chat = Chat(DIRECTORY, MemoryStore(), clock, authenticator=auth)
     with capturedLogs() as events:
-        for password in ("guess-1", ALICE_PW):
-            chat.login("alice", password, client=None, peer="1.1.1.1")
-        chat.login("mallory", "guess-2", client=None, peer="1.1.1.1")
+        attempts = [
+            chat.login("alice", "guess-1", client=None, peer="1.1.1.1"),
+            chat.login("alice", ALICE_PW, client=None, peer="1.1.1.1"),
+            chat.login("mallory", "guess-2", client=None, peer="1.1.1.1"),
+        ]
+    outcomes = [result(d) for d in attempts]  # the refusals are answers, not loose errors
+    assert outcomes[0] == outcomes[2] == "bad-credentials"
     text = "\n".join(formatEvent(e) + repr(e) for e in events)
     assert "Failed login as alice from 1.1.1.1" in text
     assert "alice logged in" in text
