@@ -329,6 +329,47 @@ class Chat:
             self.log.info("Sending to usr {recipient}", recipient=recipient)
 
 
+class PostReply(Protocol):
+    """Where `Session.post` reports a SEND's outcome (the server's reply slot)."""
+
+    def sent(self, message: StoredMessage) -> None: ...
+
+    def refused(self, reason: ChatError | BaseException | Failure) -> None:
+        """A `ChatError` for the user, or anything else (a bug: to be logged)."""
+
+
+class _Posting:
+    """One SEND between the store and its reply: what `append_to` calls back (issue 6:
+    one object with slots instead of a Deferred, its callback list and closures)."""
+
+    __slots__ = ("session", "conversation", "reply")
+
+    def __init__(self, session: Session, conversation: Conversation, reply: PostReply) -> None:
+        self.session = session
+        self.conversation = conversation
+        self.reply = reply
+
+    def appended(self, message: StoredMessage, is_new: bool) -> None:
+        if is_new:
+            session = self.session
+            try:
+                session.chat.peers.publish(message, self.conversation, session)
+            except Exception:
+                self.reply.refused(Failure())
+                return
+        self.reply.sent(message)
+
+    def appended_pair(self, result: tuple[StoredMessage, bool]) -> None:
+        self.appended(*result)
+
+    def failed(self, reason: BaseException | Failure) -> None:
+        error = reason.value if isinstance(reason, Failure) else reason
+        if isinstance(error, StoreError):
+            self.reply.refused(self.session.chat._unavailable(error))
+        else:
+            self.reply.refused(reason)
+
+
 class Session:
     """One logged-in connection of a user: everything a user can ask of the chat."""
 
@@ -360,6 +401,30 @@ class Session:
             return message
 
         return d.addCallbacks(stored, chat._store_failed)
+
+    def post(self, target: str, text: str, client_id: str | None, reply: PostReply) -> None:
+        """`send` for the server's hot path: the outcome goes to ``reply``, not a Deferred.
+
+        A bad target raises `ChatError` at once, as in `send`.  Then exactly one of
+        ``reply.sent(message)`` or ``reply.refused(reason)`` is called, maybe before this
+        returns (an in-memory store).  A Deferred and its callback chain per SEND were the
+        largest cost of a durable store's SENDs (issue 6): a store with ``append_to`` gets
+        one small object instead; any other store takes the Deferred path.
+        """
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        chat._ensure_buffer(conversation)
+        posting = _Posting(self, conversation, reply)
+        store = chat.store
+        append_to = getattr(store, "append_to", None)
+        if append_to is not None:
+            append_to(conversation.key, self.user, text, chat.clock.seconds(), client_id, posting)
+            return
+        d = store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
+        if d.called and not d.paused and not isinstance(d.result, Failure):
+            posting.appended(*d.result)  # answered at once: no callbacks (issue 6)
+        else:
+            d.addCallbacks(posting.appended_pair, posting.failed)
 
     @inlineCallbacks
     def open(self, target: str):
