@@ -63,7 +63,7 @@ class Delivery:
 
     def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
         """The message in one wire format, encoded once for every session that reads it."""
-        if encoder == self._encoder:  # ==, not is: a bound method is a new object each time
+        if encoder is self._encoder or encoder == self._encoder:  # `is`: the common case, cheapest
             return self._data
         if self._encoder is None:
             self._encoder = encoder
@@ -306,8 +306,8 @@ class Chat:
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
             sessions = self._sessions.get(user)
-            if not sessions:
-                continue
+            if not sessions or (len(sessions) == 1 and sessions[0] is origin):
+                continue  # no view for the sender alone: one Delivery per message (issue 6)
             label = conversation.label_for(user)
             delivery = views.get(label)
             if delivery is None:
@@ -413,7 +413,8 @@ class Session:
         """
         chat = self.chat
         conversation = chat.conversation(self.user, target)
-        chat._ensure_buffer(conversation)
+        if conversation.key not in chat._buffers:  # the call only for a new buffer (issue 6)
+            chat._ensure_buffer(conversation)
         posting = _Posting(self, conversation, reply)
         store = chat.store
         append_to = getattr(store, "append_to", None)

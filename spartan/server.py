@@ -297,7 +297,12 @@ class SpartanProtocol(LineReceiver):
     # -- the core, from the client's side -----------------------------------------------------
 
     def receive(self, delivery: Delivery) -> None:
-        self._write(delivery.encoded(encode_delivery))
+        data = delivery.encoded(encode_delivery)
+        pending = self._pending
+        if pending is not None and not self._peer_paused:
+            pending.append(data)  # _write's common case inline: once per delivery (issue 6)
+        else:
+            self._write(data)
 
     def _handle(self, command) -> bytes | Deferred[bytes]:
         if isinstance(command, wire.WireError):
@@ -357,7 +362,8 @@ def _groups(protocol, session, command):
 
 
 def _sent(m) -> bytes:
-    return wire.format_ok("SENT", str(m.id), wire.format_timestamp(m.timestamp))
+    # format_ok("SENT", ...) without its join and rstrip: once per SEND (issue 6).
+    return f"OK SENT {m.id} {wire.format_timestamp(m.timestamp)}\r\n".encode()
 
 
 class _Slot:
