@@ -193,6 +193,10 @@ class Chat:
         # conversation() answers for (user, target), valid for one directory (issue 6).
         self._conversations: dict[tuple[str, str], Conversation] = {}
         self._conversations_of: Directory | None = None
+        # A group's online sessions and their receive methods, made at its first message
+        # and forgotten at any login or logout: one flat loop per delivery (issue 6).
+        self._group_receivers: dict[str, list[tuple[Session, Callable[[Delivery], None]]]] = {}
+        self._receivers_of: Directory | None = None
 
     @inlineCallbacks
     def start(self):
@@ -217,6 +221,7 @@ class Chat:
                 raise ChatError("bad-credentials", "Unknown user or wrong password.")
             session = Session(self, user, client)
             self._sessions.setdefault(user, []).append(session)
+            self._group_receivers.clear()
             if len(self._sessions[user]) == 1:
                 self.peers.joined(user)
             self.log.info("{user} logged in", user=user)
@@ -228,6 +233,7 @@ class Chat:
         sessions = self._sessions.get(session.user, [])
         if session in sessions:
             sessions.remove(session)
+            self._group_receivers.clear()
             if not sessions:
                 del self._sessions[session.user]
                 self.peers.left(session.user)
@@ -247,6 +253,7 @@ class Chat:
         cache = self._conversations
         if self._conversations_of is not self.directory or len(cache) >= CONVERSATION_CACHE:
             cache.clear()
+            self._group_receivers.clear()
             self._conversations_of = self.directory
         conversation = cache.get((user, target))
         if conversation is None:
@@ -295,13 +302,19 @@ class Chat:
         if conversation.is_group:
             # Every member names a group alike: one view, no lookups per member (issue 6).
             delivery = Delivery(message, conversation.label_for(message.sender))
-            sessions_of = self._sessions
-            for user in conversation.participants:
-                sessions = sessions_of.get(user)
-                if sessions:
-                    for session in sessions:
-                        if session is not origin:
-                            session.client.receive(delivery)
+            if self._receivers_of is not self.directory:  # membership may have changed
+                self._group_receivers.clear()
+                self._receivers_of = self.directory
+            receivers = self._group_receivers.get(conversation.key)
+            if receivers is None:
+                receivers = self._group_receivers[conversation.key] = [
+                    (session, session.client.receive)
+                    for user in conversation.participants
+                    for session in self._sessions.get(user, ())
+                ]
+            for session, receive in receivers:
+                if session is not origin:
+                    receive(delivery)
             return
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
