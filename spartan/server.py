@@ -69,6 +69,15 @@ class SpartanProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.factory.max_line
+        # Output is already gathered into one write per connection per read or commit, so
+        # Nagle only delays it: with a store that answers later, a reply waited for the
+        # peer's delayed ACK of the previous write (~30 ms a round trip; issue 6).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:  # not a TCP socket (a UNIX socket endpoint)
+                pass
         self.transport.registerProducer(self, True)
         self.guard = Guard(self, self.factory.limits, self.factory.clock)
         self.guard.start()
