@@ -41,6 +41,8 @@ class Relay(protocol.Protocol):
     user = b""
 
     def connectionMade(self):
+        # Spartan sets TCP_NODELAY; the yardstick must have the same socket options.
+        self.transport.setTcpNoDelay(True)
         self.buffer = b""
         self.transport.write(b"* HELLO Spartan 1 relay bare-relay\r\n")
 

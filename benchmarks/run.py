@@ -56,6 +56,16 @@ def write_config(path: str, held: int) -> None:
         f.write("fan = [" + ", ".join(f'"{u}"' for u in fan) + "]\n")
 
 
+def _has_limits(checkout: str) -> bool:
+    """Whether the Spartan in ``checkout`` has the limit options (else it would refuse
+    the generator's connections past its default per-address limit)."""
+    try:
+        with open(os.path.join(checkout, "spartan", "tap.py")) as f:
+            return "max-per-address" in f.read()
+    except OSError:
+        return False
+
+
 def cpu_plan(pin: bool):
     """(server CPUs, generator CPUs): different CPUs when there are two, else None."""
     if not pin or not hasattr(os, "sched_getaffinity"):
@@ -91,8 +101,8 @@ class Server:
                 "--port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
                 "--config", config, "--message-log", message_log, "--db", db,
             ]
-            if kind != "baseline":  # a checkout from before the limits has no such options
-                cmd += LIMITS_OFF
+            if kind != "baseline" or _has_limits(args.baseline):
+                cmd += LIMITS_OFF  # a checkout from before the limits has no such options
 
         def prepare():
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

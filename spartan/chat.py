@@ -63,7 +63,7 @@ class Delivery:
 
     def encoded(self, encoder: Callable[[Delivery], bytes]) -> bytes:
         """The message in one wire format, encoded once for every session that reads it."""
-        if encoder == self._encoder:  # ==, not is: a bound method is a new object each time
+        if encoder is self._encoder or encoder == self._encoder:  # `is`: the common case, cheapest
             return self._data
         if self._encoder is None:
             self._encoder = encoder
@@ -193,6 +193,10 @@ class Chat:
         # conversation() answers for (user, target), valid for one directory (issue 6).
         self._conversations: dict[tuple[str, str], Conversation] = {}
         self._conversations_of: Directory | None = None
+        # A group's online sessions and their receive methods, made at its first message
+        # and forgotten at any login or logout: one flat loop per delivery (issue 6).
+        self._group_receivers: dict[str, list[tuple[Session, Callable[[Delivery], None]]]] = {}
+        self._receivers_of: Directory | None = None
 
     @inlineCallbacks
     def start(self):
@@ -217,6 +221,7 @@ class Chat:
                 raise ChatError("bad-credentials", "Unknown user or wrong password.")
             session = Session(self, user, client)
             self._sessions.setdefault(user, []).append(session)
+            self._group_receivers.clear()
             if len(self._sessions[user]) == 1:
                 self.peers.joined(user)
             self.log.info("{user} logged in", user=user)
@@ -228,6 +233,7 @@ class Chat:
         sessions = self._sessions.get(session.user, [])
         if session in sessions:
             sessions.remove(session)
+            self._group_receivers.clear()
             if not sessions:
                 del self._sessions[session.user]
                 self.peers.left(session.user)
@@ -247,6 +253,7 @@ class Chat:
         cache = self._conversations
         if self._conversations_of is not self.directory or len(cache) >= CONVERSATION_CACHE:
             cache.clear()
+            self._group_receivers.clear()
             self._conversations_of = self.directory
         conversation = cache.get((user, target))
         if conversation is None:
@@ -295,19 +302,25 @@ class Chat:
         if conversation.is_group:
             # Every member names a group alike: one view, no lookups per member (issue 6).
             delivery = Delivery(message, conversation.label_for(message.sender))
-            sessions_of = self._sessions
-            for user in conversation.participants:
-                sessions = sessions_of.get(user)
-                if sessions:
-                    for session in sessions:
-                        if session is not origin:
-                            session.client.receive(delivery)
+            if self._receivers_of is not self.directory:  # membership may have changed
+                self._group_receivers.clear()
+                self._receivers_of = self.directory
+            receivers = self._group_receivers.get(conversation.key)
+            if receivers is None:
+                receivers = self._group_receivers[conversation.key] = [
+                    (session, session.client.receive)
+                    for user in conversation.participants
+                    for session in self._sessions.get(user, ())
+                ]
+            for session, receive in receivers:
+                if session is not origin:
+                    receive(delivery)
             return
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
             sessions = self._sessions.get(user)
-            if not sessions:
-                continue
+            if not sessions or (len(sessions) == 1 and sessions[0] is origin):
+                continue  # no view for the sender alone: one Delivery per message (issue 6)
             label = conversation.label_for(user)
             delivery = views.get(label)
             if delivery is None:
@@ -327,6 +340,47 @@ class Chat:
             recipient = conversation.label_for(message.sender)
             self.log.info("{sender} to {recipient}: {text}", sender=message.sender, recipient=recipient, text=text)
             self.log.info("Sending to usr {recipient}", recipient=recipient)
+
+
+class PostReply(Protocol):
+    """Where `Session.post` reports a SEND's outcome (the server's reply slot)."""
+
+    def sent(self, message: StoredMessage) -> None: ...
+
+    def refused(self, reason: ChatError | BaseException | Failure) -> None:
+        """A `ChatError` for the user, or anything else (a bug: to be logged)."""
+
+
+class _Posting:
+    """One SEND between the store and its reply: what `append_to` calls back (issue 6:
+    one object with slots instead of a Deferred, its callback list and closures)."""
+
+    __slots__ = ("session", "conversation", "reply")
+
+    def __init__(self, session: Session, conversation: Conversation, reply: PostReply) -> None:
+        self.session = session
+        self.conversation = conversation
+        self.reply = reply
+
+    def appended(self, message: StoredMessage, is_new: bool) -> None:
+        if is_new:
+            session = self.session
+            try:
+                session.chat.peers.publish(message, self.conversation, session)
+            except Exception:
+                self.reply.refused(Failure())
+                return
+        self.reply.sent(message)
+
+    def appended_pair(self, result: tuple[StoredMessage, bool]) -> None:
+        self.appended(*result)
+
+    def failed(self, reason: BaseException | Failure) -> None:
+        error = reason.value if isinstance(reason, Failure) else reason
+        if isinstance(error, StoreError):
+            self.reply.refused(self.session.chat._unavailable(error))
+        else:
+            self.reply.refused(reason)
 
 
 class Session:
@@ -360,6 +414,31 @@ class Session:
             return message
 
         return d.addCallbacks(stored, chat._store_failed)
+
+    def post(self, target: str, text: str, client_id: str | None, reply: PostReply) -> None:
+        """`send` for the server's hot path: the outcome goes to ``reply``, not a Deferred.
+
+        A bad target raises `ChatError` at once, as in `send`.  Then exactly one of
+        ``reply.sent(message)`` or ``reply.refused(reason)`` is called, maybe before this
+        returns (an in-memory store).  A Deferred and its callback chain per SEND were the
+        largest cost of a durable store's SENDs (issue 6): a store with ``append_to`` gets
+        one small object instead; any other store takes the Deferred path.
+        """
+        chat = self.chat
+        conversation = chat.conversation(self.user, target)
+        if conversation.key not in chat._buffers:  # the call only for a new buffer (issue 6)
+            chat._ensure_buffer(conversation)
+        posting = _Posting(self, conversation, reply)
+        store = chat.store
+        append_to = getattr(store, "append_to", None)
+        if append_to is not None:
+            append_to(conversation.key, self.user, text, chat.clock.seconds(), client_id, posting)
+            return
+        d = store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
+        if d.called and not d.paused and not isinstance(d.result, Failure):
+            posting.appended(*d.result)  # answered at once: no callbacks (issue 6)
+        else:
+            d.addCallbacks(posting.appended_pair, posting.failed)
 
     @inlineCallbacks
     def open(self, target: str):

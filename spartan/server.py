@@ -24,7 +24,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from spartan import __version__, wire
-from spartan.chat import Chat, ChatError, Delivery, Session, then
+from spartan.chat import Chat, ChatError, Delivery, Session
 from spartan.guard import Guard, IGuarded
 from spartan.limits import ConnectionCounter, ServerLimits
 
@@ -56,9 +56,9 @@ class SpartanProtocol(LineReceiver):
     address: str | None = None  # the peer's host, counted by the factory
 
     def __init__(self) -> None:
-        # Slots [bytes | None], written in order; made when a reply has to wait (an empty
-        # deque is 600 bytes, a third of an idle connection: issue 6).
-        self._replies: deque[list] | None = None
+        # Slots (_Slot, data None until answered), written in order; made when a reply has
+        # to wait (an empty deque is 600 bytes, a third of an idle connection: issue 6).
+        self._replies: deque[_Slot] | None = None
         self._discarding = False  # inside the tail of an overlong line
         self._closing = False
         self._peer_paused = False  # the peer stopped reading; our writes pile up
@@ -69,6 +69,15 @@ class SpartanProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.factory.max_line
+        # Output is already gathered into one write per connection per read or commit, so
+        # Nagle only delays it: with a store that answers later, a reply waited for the
+        # peer's delayed ACK of the previous write (~30 ms a round trip; issue 6).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:  # not a TCP socket (a UNIX socket endpoint)
+                pass
         self.transport.registerProducer(self, True)
         self.guard = Guard(self, self.factory.limits, self.factory.clock)
         self.guard.start()
@@ -213,34 +222,41 @@ class SpartanProtocol(LineReceiver):
 
     # -- replies out ------------------------------------------------------------------------
 
-    def _reply(self, reply: bytes | Deferred[bytes]) -> None:
-        if not isinstance(reply, Deferred):
+    def _reply(self, reply: bytes | Deferred[bytes] | _Slot) -> None:
+        if type(reply) is bytes:
             if self._replies:
-                self._replies.append([reply])
+                self._replies.append(_Slot(self, reply))
             else:
                 self._write(reply)
             return
-        if reply.called and not reply.paused and not isinstance(reply.result, Failure):
-            # Already answered (the in-memory store): no slot, no callbacks (issue 6).
-            self._reply(reply.result)
-            return
-        slot: list = [None]
+        if isinstance(reply, Deferred):
+            if reply.called and not reply.paused and not isinstance(reply.result, Failure):
+                # Already answered (the in-memory store): no slot, no callbacks (issue 6).
+                self._reply(reply.result)
+                return
+            slot = _Slot(self)
+        else:
+            slot, reply = reply, None  # a SEND's slot, filled by the chat core (Session.post)
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
-        reply.addErrback(self._error_reply).addCallback(self._fill, slot)
+        if reply is not None:  # after the slot is queued: a failure fills it at once
+            reply.addErrback(self._error_reply).addCallback(slot.fill)
 
-    def _error_reply(self, failure) -> bytes:
-        if failure.check(ChatError):
-            return wire.format_error(failure.value.code, failure.value.message)
-        self.log.failure("Error answering a command", failure)
+    def _error_reply(self, reason) -> bytes:
+        error = reason.value if isinstance(reason, Failure) else reason
+        if isinstance(error, ChatError):
+            return wire.format_error(error.code, error.message)
+        self.log.failure(
+            "Error answering a command", reason if isinstance(reason, Failure) else Failure(reason)
+        )
         return _INTERNAL_ERROR
 
-    def _fill(self, data: bytes, slot: list) -> None:
-        slot[0] = data
+    def _drain(self) -> None:
+        """Write the replies at the head of the queue that are answered, in order."""
         replies = self._replies
-        while replies and replies[0][0] is not None:
-            self._write(replies.popleft()[0])
+        while replies and replies[0].data is not None:
+            self._write(replies.popleft().data)
         self._close_when_answered()
 
     def _close_when_answered(self) -> None:
@@ -290,7 +306,12 @@ class SpartanProtocol(LineReceiver):
     # -- the core, from the client's side -----------------------------------------------------
 
     def receive(self, delivery: Delivery) -> None:
-        self._write(delivery.encoded(encode_delivery))
+        data = delivery.encoded(encode_delivery)
+        pending = self._pending
+        if pending is not None and not self._peer_paused:
+            pending.append(data)  # _write's common case inline: once per delivery (issue 6)
+        else:
+            self._write(data)
 
     def _handle(self, command) -> bytes | Deferred[bytes]:
         if isinstance(command, wire.WireError):
@@ -350,11 +371,36 @@ def _groups(protocol, session, command):
 
 
 def _sent(m) -> bytes:
-    return wire.format_ok("SENT", str(m.id), wire.format_timestamp(m.timestamp))
+    # format_ok("SENT", ...) without its join and rstrip: once per SEND (issue 6).
+    return f"OK SENT {m.id} {wire.format_timestamp(m.timestamp)}\r\n".encode()
+
+
+class _Slot:
+    """A reply's place in a connection's queue; filled later, written in order.  For a
+    SEND it is also what the chat core reports to (`PostReply`): no Deferred (issue 6)."""
+
+    __slots__ = ("protocol", "data")
+
+    def __init__(self, protocol: SpartanProtocol, data: bytes | None = None) -> None:
+        self.protocol = protocol
+        self.data = data
+
+    def fill(self, data: bytes) -> None:
+        self.data = data
+        self.protocol._drain()
+
+    def sent(self, message) -> None:
+        self.fill(_sent(message))
+
+    def refused(self, reason) -> None:
+        self.fill(self.protocol._error_reply(reason))
 
 
 def _send(protocol, session, command):
-    return then(session.send(command.target, command.text, command.client_id), _sent)
+    slot = _Slot(protocol)
+    session.post(command.target, command.text, command.client_id, slot)
+    # Answered at once (the in-memory store): the bytes, no place in the queue.
+    return slot.data if slot.data is not None else slot
 
 
 def _open(protocol, session, command):

@@ -132,6 +132,17 @@ def test_group_messages_reach_members_only_and_share_one_delivery(chat):
     assert deliveries[0].conversation == "#group1" and deliveries[0].message == sent
 
 
+def test_group_delivery_follows_logins_and_logouts_between_messages(chat):
+    alice, _ = login(chat, "alice")
+    bob, bob_inbox = login(chat, "bob")
+    result(alice.send("#group1", "one"))  # the group's sessions are remembered here
+    charlie, charlie_inbox = login(chat, "charlie")
+    bob.logout()
+    result(alice.send("#group1", "two"))
+    assert [t for _, _, t in bob_inbox.texts] == ["one"]
+    assert [t for _, _, t in charlie_inbox.texts] == ["two"]
+
+
 def test_delivery_encodes_once_per_format(chat):
     alice, _ = login(chat, "alice")
     _, bob_inbox = login(chat, "bob")

@@ -99,6 +99,21 @@ class _Failed:
         self.reason = reason
 
 
+class _ToDeferred:
+    """The receiver `append` gives `append_to`: fires its Deferred."""
+
+    __slots__ = ("d",)
+
+    def __init__(self, d: Deferred) -> None:
+        self.d = d
+
+    def appended(self, message: StoredMessage, is_new: bool) -> None:
+        self.d.callback((message, is_new))
+
+    def failed(self, reason: BaseException | Failure) -> None:
+        self.d.errback(reason)
+
+
 def _message(row: tuple) -> StoredMessage:
     return StoredMessage(*row)
 
@@ -149,7 +164,7 @@ class SQLiteStore:
         self._pool: ThreadPool | None = None
         self._shutdown_trigger: Any = None
         self._last_id = 0
-        self._pending: list[tuple[int, Any, Deferred]] = []
+        self._pending: list[tuple[int, Any, Any]] = []  # (kind, payload, Deferred or receiver)
         self._scheduled: Any = None  # the IDelayedCall of the next job
         self._in_flight = False
         self._idle_waiters: list[Deferred] = []
@@ -252,13 +267,24 @@ class SQLiteStore:
     # -- the interface ----------------------------------------------------------------------
 
     def append(self, conversation, sender, text, timestamp, client_id=None):
+        d: Deferred = Deferred()
+        self.append_to(conversation, sender, text, timestamp, client_id, _ToDeferred(d))
+        return d
+
+    def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
+        """`append` without a Deferred: once committed, ``receiver.appended(message,
+        is_new)`` or ``receiver.failed(reason)`` (`spartan.chat.Session.post`; issue 6:
+        a Deferred and its callbacks per SEND cost more than the rest of the store)."""
         if self._state != "open":
-            return self._closed()
+            receiver.failed(StoreError("the message store is not open"))
+            return
         self._last_id += 1
         message = StoredMessage(self._last_id, timestamp, conversation, sender, text, client_id)
         if self.max_per_conversation is not None:
             self._dirty.add(conversation)
-        return self._queue(_APPEND, message)
+        self._pending.append((_APPEND, message, receiver))
+        if self._scheduled is None and not self._in_flight:
+            self._scheduled = self._reactor.callLater(0, self._run)
 
     def mark_seen(self, user, conversation, upto):
         if self._state != "open":
@@ -341,13 +367,22 @@ class SQLiteStore:
             outcomes = [_Failed(outcomes)] * len(operations)
         batch = self.result_batch() if self.result_batch is not None else None
         try:
-            for (_kind, payload, d), outcome in zip(operations, outcomes):
-                if outcome is _STORED:
-                    d.callback((payload, True))
-                elif type(outcome) is _Failed:
-                    d.errback(outcome.reason)
-                else:
-                    d.callback(outcome)
+            for (kind, payload, d), outcome in zip(operations, outcomes):
+                if kind != _APPEND:
+                    if type(outcome) is _Failed:
+                        d.errback(outcome.reason)
+                    else:
+                        d.callback(outcome)
+                    continue
+                try:  # d is an append_to receiver; its bug must not stop the others
+                    if outcome is _STORED:
+                        d.appended(payload, True)
+                    elif type(outcome) is _Failed:
+                        d.failed(outcome.reason)
+                    else:
+                        d.appended(*outcome)
+                except Exception:
+                    self.log.failure("message store: a receiver of a stored message failed")
         finally:
             if batch is not None:
                 batch.close()
