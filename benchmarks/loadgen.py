@@ -23,7 +23,6 @@ Every loop here is bounded in count and in time.
 
 from __future__ import annotations
 
-import os
 import resource
 import selectors
 import socket

@@ -77,23 +77,6 @@ class Delivery:
         return data
 
 
-def then(d: Deferred, callback, errback=None):
-    """``d.addCallbacks(callback, errback)``, but if ``d`` already holds a result, apply
-    ``callback`` now and return its value, not a Deferred.
-
-    A callback added to a fired Deferred runs at once anyway; doing it directly skips the
-    Deferred machinery, a large part of the time of a SEND with the in-memory store
-    (issue 6).  Only for callers that accept either (the server answers bytes or a
-    Deferred of bytes); the core's own methods keep returning Deferreds.
-    A failure, or a Deferred still waiting, takes the ordinary path.
-    """
-    if d.called and not d.paused and not isinstance(d.result, Failure):
-        return callback(d.result)
-    if errback is None:
-        return d.addCallback(callback)
-    return d.addCallbacks(callback, errback)
-
-
 class Client(Protocol):
     """What the core needs of a connection: somewhere to push messages."""
 

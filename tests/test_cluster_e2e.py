@@ -76,7 +76,7 @@ def test_one_to_one_and_group_chat_across_nodes(nodes, connect):
     assert fields(line)[0] == message_id
     assert fields(line)[2:] == ["alice", "alice", "hello from node a"]
     # the sender's other session (on the other node) sees it too, named as she names it
-    assert alice_on_b.next_pushed().endswith(f"bob alice hello from node a")
+    assert alice_on_b.next_pushed().endswith("bob alice hello from node a")
 
     bob.ok("SEND alice hi back")
     assert alice.next_pushed().endswith("bob bob hi back")

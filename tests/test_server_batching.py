@@ -8,12 +8,12 @@ from __future__ import annotations
 import random
 import time
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from spartan import wire
-from spartan.chat import Chat, then
+from spartan.chat import Chat
 from spartan.directory import DEMO
 from spartan.server import SpartanFactory
 from spartan.store.memory import MemoryStore
@@ -126,15 +126,6 @@ def test_replies_stay_in_order_around_a_waiting_deferred():
     waiting.callback(original("dm:alice:bob", "alice", "one", 1.0).result)
     got = lines(a)
     assert got[0].startswith(b"OK SENT 1 ") and got[1] == b"OK PONG after"
-
-
-def test_then_applies_at_once_or_later():
-    assert then(succeed(2), lambda x: x * 3) == 6
-    d = Deferred()
-    later = then(d, lambda x: x * 3)
-    assert isinstance(later, Deferred)
-    d.callback(5)
-    assert later.result == 15
 
 
 def test_cached_timestamps_match_strftime():

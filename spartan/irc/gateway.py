@@ -776,7 +776,7 @@ class IRCGateway(irc.IRC):
     def _visible(self, channel: str) -> list[str]:
         """Who is in a channel: members who joined over IRC or are online natively."""
         f = self.factory
-        group, members = channel[1:], f.chat.directory.groups[channel[1:]]
+        members = f.chat.directory.groups[channel[1:]]
         return [
             m
             for m in members
