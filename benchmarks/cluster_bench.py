@@ -199,11 +199,11 @@ async def one_to_one(ports: list[int], total: int) -> tuple[float, int]:
     return per_pair * PAIRS / elapsed, per_pair * PAIRS
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="spartan-cluster-bench-"))
     users = [f"u{i}" for i in range(max(GROUP, 2 * PAIRS))]
     config = workdir / "directory.toml"

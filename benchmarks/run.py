@@ -244,6 +244,8 @@ def main(argv=None) -> int:
                         help="also run the bare relay under this interpreter (e.g. PyPy)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--cluster", action="store_true",
+                        help="then one node against two over Redis (benchmarks/cluster_bench.py)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -332,6 +334,13 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+    if args.cluster:
+        import cluster_bench  # benchmarks/ is this script's directory
+
+        print()
+        print("One node against two over Redis:", flush=True)
+        os.sched_setaffinity(0, range(os.cpu_count()))  # the nodes share both CPUs
+        cluster_bench.main(["--messages", "2000" if quick else "10000"])
     return 0 if report["exactly_once"] else 1
 
 
