@@ -26,13 +26,15 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import run  # benchmarks/ is this script's directory: its machine() description
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -198,16 +200,7 @@ class Run:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}"
+    return f"{run.machine()}, SQLite {sqlite3.sqlite_version}"
 
 
 @defer.inlineCallbacks

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 from twisted.logger import Logger
@@ -24,6 +23,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from spartan import __version__, wire
+from spartan.backlog import Backlog
 from spartan.chat import Chat, ChatError, Delivery, Session
 from spartan.guard import Guard, IGuarded
 from spartan.limits import ConnectionCounter, ServerLimits
@@ -44,7 +44,7 @@ def _message_lines(kind: str, label: str, messages) -> list[bytes]:
     ]
 
 
-@implementer(IPushProducer, IGuarded)
+@implementer(IGuarded)
 class SpartanProtocol(LineReceiver):
     # Bare LF ends a line, so nc and scripts work as well as telnet; wire drops the CR.
     delimiter = b"\n"
@@ -61,8 +61,6 @@ class SpartanProtocol(LineReceiver):
         self._replies: deque[_Slot] | None = None
         self._discarding = False  # inside the tail of an overlong line
         self._closing = False
-        self._peer_paused = False  # the peer stopped reading; our writes pile up
-        self._written_while_paused = 0
         self._pending: list[bytes] | None = None  # output gathered during a batch (_write)
 
     # -- connection -------------------------------------------------------------------------
@@ -78,7 +76,8 @@ class SpartanProtocol(LineReceiver):
                 set_no_delay(True)
             except OSError:  # not a TCP socket (a UNIX socket endpoint)
                 pass
-        self.transport.registerProducer(self, True)
+        self.backlog = Backlog(self.factory.max_pending)
+        self.transport.registerProducer(self.backlog, True)
         self.guard = Guard(self, self.factory.limits, self.factory.clock)
         self.guard.start()
         self._write(wire.format_greeting(self.factory.version))
@@ -93,23 +92,11 @@ class SpartanProtocol(LineReceiver):
         self._replies = None
         self._pending = None
 
-    # IPushProducer: the transport calls these when the peer stops / starts reading again.
-    def pauseProducing(self) -> None:
-        self._peer_paused = True
-
-    def resumeProducing(self) -> None:
-        self._peer_paused = False
-        self._written_while_paused = 0
-
-    def stopProducing(self) -> None:
-        pass
-
     def _write(self, data: bytes) -> None:
-        if self._peer_paused:
-            self._written_while_paused += len(data)
-            if self._written_while_paused > self.factory.max_pending:
-                self._drop_slow_reader()
-                return
+        backlog = self.backlog
+        if backlog.paused and backlog.overflows(len(data)):
+            self._drop_slow_reader()
+            return
         batch = self.factory._batch
         if batch is None:
             self.transport.write(data)
@@ -134,7 +121,7 @@ class SpartanProtocol(LineReceiver):
             self.log.warn(
                 "Closing the connection of {who}: it stopped reading ({n} bytes waiting)",
                 who=who,
-                n=self._written_while_paused,
+                n=self.backlog.waiting,
             )
             # Its undelivered messages are unacknowledged: they wait in the buffers.
             self._pending = None
@@ -308,7 +295,7 @@ class SpartanProtocol(LineReceiver):
     def receive(self, delivery: Delivery) -> None:
         data = delivery.encoded(encode_delivery)
         pending = self._pending
-        if pending is not None and not self._peer_paused:
+        if pending is not None and not self.backlog.paused:
             pending.append(data)  # _write's common case inline: once per delivery (issue 6)
         else:
             self._write(data)

@@ -543,7 +543,7 @@ def test_slow_reader_is_dropped_past_max_pending() -> None:
     world = World(max_pending=1000)
     bob, _ = world.native("bob")
     alice = world.register("alice")
-    alice.protocol.pauseProducing()  # the transport says: the peer stopped reading
+    alice.transport.producer.pauseProducing()  # the transport: the peer stopped reading
     for n in range(50):
         bob.send("alice", f"message {n} " + "z" * 40)
     assert alice.transport.disconnected or alice.transport.disconnecting

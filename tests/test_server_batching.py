@@ -107,7 +107,7 @@ def test_slow_reader_dropped_during_a_batch_gets_nothing_more():
     factory = make_factory(max_pending=1000)
     alice, a = connect(factory, "alice")
     bob, b = connect(factory, "bob")
-    bob.pauseProducing()
+    b.producer.pauseProducing()  # what the transport does when the peer stops reading
     alice.dataReceived(b"".join(b"SEND bob %s\n" % (b"x" * 100) for _ in range(20)))
     assert b.disconnecting  # aborted: what it was not sent is dropped with the connection
     assert len(lines(a)) == 20

@@ -251,7 +251,7 @@ def test_same_user_in_several_places_each_gets_live_messages(connect):
 def test_a_client_that_stops_reading_is_dropped_and_its_messages_wait(connect):
     alice = connect("alice")
     bob = connect("bob")
-    bob.protocol.pauseProducing()  # what the transport does when the peer stops reading
+    bob.transport.producer.pauseProducing()  # what the transport does: the peer stopped reading
     for n in range(40):
         alice.say(f"SEND bob message number {n}")
     assert bob.transport.disconnecting
@@ -269,10 +269,10 @@ def test_a_reader_that_catches_up_is_not_dropped(connect):
     alice = connect("alice")
     bob = connect("bob")
     for _ in range(3):
-        bob.protocol.pauseProducing()
+        bob.transport.producer.pauseProducing()
         for n in range(10):
             alice.say(f"SEND bob message number {n}")
-        bob.protocol.resumeProducing()
+        bob.transport.producer.resumeProducing()
     assert not bob.transport.disconnecting
 
 

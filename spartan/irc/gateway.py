@@ -43,12 +43,12 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 from zope.interface import implementer
 
 from spartan import wire
+from spartan.backlog import Backlog
 from spartan.chat import Delivery, Session, direct_key
 from spartan.errors import ChatError
 from spartan.guard import Guard, IGuarded
@@ -130,7 +130,7 @@ _NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "
 _BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
 
 
-@implementer(IPushProducer, IGuarded)
+@implementer(IGuarded)
 class IRCGateway(irc.IRC):
     log = Logger()
     factory: IRCGatewayFactory
@@ -159,15 +159,14 @@ class IRCGateway(irc.IRC):
         self._to_ack: dict[str, int] = {}
         self._ack_call = None
         self._closing = False
-        self._peer_paused = False
-        self._written_while_paused = 0
 
     # -- connection ------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         # irc.IRC.connectionMade would look up our FQDN (blocking DNS): not needed.
         self.hostname = self.factory.server_name
-        self.transport.registerProducer(self, True)
+        self.backlog = Backlog(self.factory.max_pending)
+        self.transport.registerProducer(self.backlog, True)
         self.guard = Guard(self, self.factory.limits, self.factory.clock)
         self.guard.start()
 
@@ -186,24 +185,13 @@ class IRCGateway(irc.IRC):
 
     _quit_reason: str | None = None
 
-    def pauseProducing(self) -> None:
-        self._peer_paused = True
-
-    def resumeProducing(self) -> None:
-        self._peer_paused = False
-        self._written_while_paused = 0
-
-    def stopProducing(self) -> None:
-        pass
-
     def _write(self, data: bytes) -> None:
         if self._closing and self.transport is None:
             return
-        if self._peer_paused:
-            self._written_while_paused += len(data)
-            if self._written_while_paused > self.factory.max_pending:
-                self._drop_slow_reader()
-                return
+        backlog = self.backlog
+        if backlog.paused and backlog.overflows(len(data)):
+            self._drop_slow_reader()
+            return
         self.transport.write(data)
 
     def _drop_slow_reader(self) -> None:
@@ -212,7 +200,7 @@ class IRCGateway(irc.IRC):
             self.log.warn(
                 "Closing the IRC connection of {who}: it stopped reading ({n} bytes waiting)",
                 who=self.nick or "a client",
-                n=self._written_while_paused,
+                n=self.backlog.waiting,
             )
             self.transport.abortConnection()
 
