@@ -5,7 +5,7 @@ Not a test.  Runs the real server protocol and chat core over in-memory transpor
 sockets, so the figure is the server's own work), once per store, interleaved, several
 times, and prints the medians and the ratios (results: docs/performance.md)::
 
-    .venv/bin/python benchmarks/store_bench.py [--messages 30000] [--repeat 5] [--gc0 N]
+    .venv/bin/python benchmarks/store_bench.py [--messages 30000] [--repeat 5] [--gc0 N] [--switch S]
 
 Workload: three senders (alice, charlie, eve) each keep up to ``--window`` SENDs
 outstanding, writing ``--burst`` lines per reactor turn while their window has room (as a
@@ -44,6 +44,7 @@ from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted.logger import globalLogBeginner  # noqa: E402
 from twisted.python import failure  # noqa: E402
 
+from spartan import interpreter  # noqa: E402
 from spartan.chat import LOG_OFF, Chat  # noqa: E402
 from spartan.directory import DEMO  # noqa: E402
 from spartan.server import SpartanFactory  # noqa: E402
@@ -81,7 +82,9 @@ class NextTurnMemoryStore(MemoryStore):
 
     Not a store to use: a yardstick.  It costs nothing but being asynchronous, so it
     shows what the chat core and the server spend on a store that answers later, as
-    every durable store must; the SQLite store's own cost is the rest.
+    every durable store must; the SQLite store's own cost is the rest.  Like
+    `SQLiteStore` it offers `append_to` (the server's path) and answers inside
+    ``result_batch``.
     """
 
     def __init__(self, reactor) -> None:
@@ -91,20 +94,19 @@ class NextTurnMemoryStore(MemoryStore):
         self._call = None
         self.result_batch = None  # as SQLiteStore.result_batch
 
-    def append(self, *args, **kwargs):
-        d = defer.Deferred()
-        self._waiting.append((super().append(*args, **kwargs).result, d))
+    def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
+        result = super().append(conversation, sender, text, timestamp, client_id).result
+        self._waiting.append((result, receiver))
         if self._call is None:
             self._call = self._reactor.callLater(0, self._answer)
-        return d
 
     def _answer(self) -> None:
         self._call = None
         waiting, self._waiting = self._waiting, []
         batch = self.result_batch() if self.result_batch is not None else None
         try:
-            for result, d in waiting:
-                d.callback(result)
+            for (message, is_new), receiver in waiting:
+                receiver.appended(message, is_new)
         finally:
             if batch is not None:
                 batch.close()
@@ -208,10 +210,8 @@ def measure(reactor, args):
     """The child: one run of one store, printed as a JSON line."""
     # Logging must begin, or Twisted keeps every event (and the Chat each names) in memory.
     globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
-    if args.gc0:
-        gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
-    if args.switch:
-        sys.setswitchinterval(args.switch)
+    gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
+    sys.setswitchinterval(args.switch)
     if args.child == "memory":
         store = MemoryStore()
     elif args.child == "next-turn":
@@ -235,8 +235,7 @@ def main(args) -> None:
     directory = tempfile.mkdtemp(prefix="spartan-bench-", dir=args.dir)
     kinds = ["memory", "next-turn"] + [f"sqlite-{sync}" for sync in args.sync]
     figures: dict[str, list[float]] = {kind: [] for kind in kinds}
-    gc0 = args.gc0 or gc.get_threshold()[0]
-    switch = args.switch or sys.getswitchinterval()
+    gc0, switch = args.gc0, args.switch
     try:
         print(f"# {machine()}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
         print(f"# {args.messages} messages per run, window {args.window}, burst {args.burst}, "
@@ -281,10 +280,12 @@ def parse_args(argv):
     parser.add_argument("--window", type=int, default=200, help="outstanding SENDs per sender")
     parser.add_argument("--burst", type=int, default=50, help="SENDs a sender writes per turn")
     parser.add_argument("--sync", nargs="+", default=["full", "normal"], choices=["full", "normal"])
-    parser.add_argument("--gc0", type=int, default=0,
-                        help="CPython's generation-0 collection threshold (default: the interpreter's)")
-    parser.add_argument("--switch", type=float, default=0.0,
-                        help="CPython's thread switch interval in seconds (default: the interpreter's)")
+    parser.add_argument("--gc0", type=int, default=interpreter.GC_THRESHOLD[0],
+                        help="CPython's generation-0 collection threshold (default: the server's, "
+                             "spartan.interpreter; the interpreter's own is 700)")
+    parser.add_argument("--switch", type=float, default=interpreter.SWITCH_INTERVAL,
+                        help="CPython's thread switch interval in seconds (default: the server's; "
+                             "the interpreter's own is 0.005)")
     parser.add_argument("--dir", default=None, help="where the database files go (default: the temp dir)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import gc
-
 from twisted.application import service
 from twisted.internet import endpoints
 from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
+from spartan import interpreter
 from spartan.auth import make_authenticator
 from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.directory import DEMO, ConfigError, Directory, load_directory
@@ -214,10 +213,7 @@ class SpartanService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        # Messages waiting for a commit are many young objects: collecting the youngest
-        # generation every 700 allocations (the default) costs a server a fifth of its
-        # throughput, every 20,000 little (docs/performance.md).
-        gc.set_threshold(20_000, 10, 10)
+        interpreter.tune_for_serving()
         self._started = self._start()
 
     @inlineCallbacks

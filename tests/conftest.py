@@ -1,3 +1,6 @@
+import gc
+import sys
+
 import pytest
 
 from tests.support import LineClient, TwistdServer
@@ -7,6 +10,15 @@ from tests.support import LineClient, TwistdServer
 def _own_directory(tmp_path, monkeypatch):
     """Each test runs in its own directory: `twistd spartan` writes ./spartan.sqlite3."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _own_interpreter_settings():
+    """A started SpartanService tunes the process (spartan.interpreter): undo it after."""
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    yield
+    gc.set_threshold(*threshold)
+    sys.setswitchinterval(interval)
 
 
 @pytest.fixture

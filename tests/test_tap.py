@@ -1,5 +1,8 @@
 """`twistd spartan`: the plugin is found, options parse, the service listens and logs."""
 
+import gc
+import sys
+
 import pytest
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactor
@@ -75,6 +78,19 @@ def test_service_listens_on_every_port_and_logs_the_spec_line(log_lines):
     assert "Started server started on port 3001" in log_lines
     service.stopService()
     assert service.ports == []
+
+
+def test_a_started_service_tunes_the_collector_and_thread_switching_for_its_store():
+    # The store's commits run on a worker thread that must get the GIL quickly, and
+    # messages awaiting a commit must not be scanned by the collector every 700
+    # allocations (docs/performance.md, "Durable store").
+    sys.setswitchinterval(0.005)
+    gc.set_threshold(700, 10, 10)
+    service = tap.makeService(parse("--db", ":memory:", "--port", "3000"), MemoryReactor())
+    service.startService()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert gc.get_threshold() == (20_000, 10, 10)
+    service.stopService()
 
 
 def test_messages_are_kept_in_sqlite_by_default_and_in_memory_on_request():
