@@ -88,6 +88,8 @@ class Server:
         env = dict(os.environ)
         if kind == "relay_alt":
             python = args.relay_python
+        if kind == "spartan_alt":
+            python = args.spartan_python
         if kind in ("relay", "relay_alt"):
             cmd = [python, os.path.join(HERE, "relay.py"), "--port", str(self.port), "--config", config]
         else:
@@ -101,6 +103,8 @@ class Server:
                 "--port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
                 "--config", config, "--message-log", message_log, "--db", db,
             ]
+            if args.sync:
+                cmd += ["--sync", args.sync]
             if kind != "baseline" or _has_limits(args.baseline):
                 cmd += LIMITS_OFF  # a checkout from before the limits has no such options
 
@@ -187,29 +191,36 @@ def summarise(results: list[dict], servers: list[str]) -> list[dict]:
                 row[kind] = median(vals) if vals else None
                 row[kind + "_runs"] = vals
             # Ratios are taken within each run (same machine load), then the median.
-            for other, name in (("relay", "ratio"), ("baseline", "ratio_baseline")):
-                if other not in servers or "spartan" not in servers:
+            for top, bottom, name, _ in RATIOS:
+                if top not in servers or bottom not in servers:
                     continue
                 ratios = []
                 for run in {r["run"] for r in results if r["key"] == key}:
-                    s = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == "spartan"]
-                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == other]
-                    if s and b and b[0]:
-                        ratios.append(s[0] / b[0])
+                    t = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == top]
+                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == bottom]
+                    if t and b and b[0]:
+                        ratios.append(t[0] / b[0])
                 row[name] = median(ratios) if ratios else None
             if any(row.get(k) is not None for k in servers):
                 rows.append(row)
     return rows
 
 
+# (numerator, denominator, JSON key, column): ratio columns, each taken within a run.
+RATIOS = [
+    ("spartan", "relay", "ratio", "Spartan / relay"),
+    ("spartan", "baseline", "ratio_baseline", "Spartan / baseline"),
+    ("spartan_alt", "spartan", "ratio_alt", "--spartan-python / Spartan"),
+]
+
+
 def table(rows: list[dict], servers: list[str]) -> str:
     names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan",
-             "relay_alt": "bare relay, --relay-python"}
+             "relay_alt": "bare relay, --relay-python", "spartan_alt": "Spartan, --spartan-python"}
     head = ["figure"] + [names[k] for k in servers]
     first = rows[0] if rows else {}
-    ratios = [k for k, label in (("ratio", "Spartan / relay"), ("ratio_baseline", "Spartan / baseline"))
-              if k in first]
-    head += [{"ratio": "Spartan / relay", "ratio_baseline": "Spartan / baseline"}[k] for k in ratios]
+    ratios = [key for _, _, key, _ in RATIOS if key in first]
+    head += [label for _, _, key, label in RATIOS if key in first]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["label"]]
@@ -240,6 +251,10 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, help="idle connections to hold (default 10000)")
     parser.add_argument("--seconds", type=float, help="sending time per throughput run (default 3)")
     parser.add_argument("--python", help="interpreter for the servers (e.g. a PyPy venv's python)")
+    parser.add_argument("--spartan-python", metavar="PYTHON",
+                        help="also run Spartan under this interpreter (e.g. PyPy), in the same runs")
+    parser.add_argument("--sync", choices=["full", "normal"],
+                        help="passed to twistd spartan --sync (with --db fresh or a file)")
     parser.add_argument("--relay-python", metavar="PYTHON",
                         help="also run the bare relay under this interpreter (e.g. PyPy)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
@@ -265,6 +280,12 @@ def main(argv=None) -> int:
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
         servers.insert(1 if "spartan" in servers else 0, "baseline")
+    for option in ("python", "spartan_python", "relay_python"):  # servers run in a temp dir
+        value = getattr(args, option)
+        if value and os.sep in value:
+            setattr(args, option, os.path.abspath(value))
+    if args.spartan_python:
+        servers.insert(servers.index("spartan") + 1 if "spartan" in servers else 0, "spartan_alt")
     if args.relay_python:
         servers.append("relay_alt")
     limit = loadgen.raise_file_limit()

@@ -5,7 +5,7 @@ Not a test.  Runs the real server protocol and chat core over in-memory transpor
 sockets, so the figure is the server's own work), once per store, interleaved, several
 times, and prints the medians and the ratios (results: docs/performance.md)::
 
-    .venv/bin/python benchmarks/store_bench.py [--messages 30000] [--repeat 5] [--gc0 N] [--switch S]
+    .venv/bin/python benchmarks/store_bench.py [--messages 30000] [--repeat 5] [--gc0 N] [--switch S] [--one-cpu 0]
 
 Workload: three senders (alice, charlie, eve) each keep up to ``--window`` SENDs
 outstanding, writing ``--burst`` lines per reactor turn while their window has room (as a
@@ -238,7 +238,8 @@ def main(args) -> None:
     gc0, switch = args.gc0, args.switch
     try:
         print(f"# {machine()}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
-        print(f"# {args.messages} messages per run, window {args.window}, burst {args.burst}, "
+        cpus = f"CPU {args.one_cpu} only" if args.one_cpu is not None else "unpinned"
+        print(f"# {args.messages} messages per run, window {args.window}, burst {args.burst}, {cpus}, "
               f"{args.repeat} runs per store, gc threshold {gc0}, switch interval {switch * 1000:g} ms, "
               f"databases in {directory}")
         for repetition in range(args.repeat + 1):  # the first round warms up and is not counted
@@ -249,7 +250,8 @@ def main(args) -> None:
                     "--messages", str(args.messages), "--window", str(args.window),
                     "--burst", str(args.burst), "--gc0", str(gc0), "--switch", str(switch),
                 ]
-                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                pin = (lambda: os.sched_setaffinity(0, {args.one_cpu})) if args.one_cpu is not None else None
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600, preexec_fn=pin)
                 if done.returncode != 0:
                     raise SystemExit(f"{kind} run failed:\n{done.stdout}{done.stderr}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -286,6 +288,9 @@ def parse_args(argv):
     parser.add_argument("--switch", type=float, default=interpreter.SWITCH_INTERVAL,
                         help="CPython's thread switch interval in seconds (default: the server's; "
                              "the interpreter's own is 0.005)")
+    parser.add_argument("--one-cpu", type=int, default=None, metavar="CPU",
+                        help="run each store on this one CPU only, worker thread included "
+                             "(default: unpinned, so the store's worker has the second CPU)")
     parser.add_argument("--dir", default=None, help="where the database files go (default: the temp dir)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--db", default=None, help=argparse.SUPPRESS)

@@ -25,5 +25,6 @@ SWITCH_INTERVAL = 0.0005
 
 
 def tune_for_serving() -> None:
-    gc.set_threshold(*GC_THRESHOLD)
+    if sys.implementation.name == "cpython":  # PyPy's collector has no such threshold
+        gc.set_threshold(*GC_THRESHOLD)
     sys.setswitchinterval(SWITCH_INTERVAL)

@@ -15,9 +15,11 @@ def _own_directory(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _own_interpreter_settings():
     """A started SpartanService tunes the process (spartan.interpreter): undo it after."""
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    threshold = gc.get_threshold() if hasattr(gc, "get_threshold") else None  # not on PyPy
+    interval = sys.getswitchinterval()
     yield
-    gc.set_threshold(*threshold)
+    if threshold is not None:
+        gc.set_threshold(*threshold)
     sys.setswitchinterval(interval)
 
 
