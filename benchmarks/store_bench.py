@@ -210,7 +210,8 @@ def measure(reactor, args):
     """The child: one run of one store, printed as a JSON line."""
     # Logging must begin, or Twisted keeps every event (and the Chat each names) in memory.
     globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
-    gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
+    if hasattr(gc, "set_threshold"):  # CPython; PyPy's collector has no thresholds
+        gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
     sys.setswitchinterval(args.switch)
     if args.child == "memory":
         store = MemoryStore()
