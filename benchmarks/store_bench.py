@@ -23,7 +23,6 @@ run is a fresh process, so no run inherits another's heap; the first round is a 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -210,9 +209,7 @@ def measure(reactor, args):
     """The child: one run of one store, printed as a JSON line."""
     # Logging must begin, or Twisted keeps every event (and the Chat each names) in memory.
     globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
-    if hasattr(gc, "set_threshold"):  # CPython; PyPy's collector has no thresholds
-        gc.set_threshold(args.gc0, *gc.get_threshold()[1:])
-    sys.setswitchinterval(args.switch)
+    interpreter.tune_for_serving(args.gc0, args.switch)
     if args.child == "memory":
         store = MemoryStore()
     elif args.child == "next-turn":

@@ -126,25 +126,8 @@ def test_any_irc_line_counts_as_activity():
     assert not conn.closed
 
 
-def test_closed_irc_connection_that_does_not_read_is_aborted():
-    server = Server(limits=ServerLimits(login_timeout=5, close_grace=10))
-    conn = server.connect_irc()
-    aborted = []
-    conn.transport.abortConnection = lambda: aborted.append(True)
-    server.clock.advance(5)
-    assert conn.transport.disconnecting and not aborted
-    server.clock.advance(10)
-    assert aborted == [True]
-
-
-def test_irc_timers_are_cancelled_when_the_connection_goes():
-    server = Server(
-        limits=ServerLimits(login_timeout=5, idle_timeout=60, rate=RateConfig(rate=1, burst=1))
-    )
-    conn = server.connect_irc()
-    conn.send("PING :a", "PING :b")
-    conn.close()
-    assert server.clock.getDelayedCalls() == []
+# A non-reading closed connection and timers at disconnect: tested on both ports in
+# test_security_protocol.py (BOTH_PORTS).
 
 
 # -- connection limits --------------------------------------------------------------------

@@ -302,9 +302,16 @@ def test_any_line_counts_as_activity():
     assert not conn.closed
 
 
-def test_closed_connection_that_does_not_read_is_aborted():
+# The guard is shared by the native port and the IRC gateway: these run on both.
+BOTH_PORTS = pytest.mark.parametrize(
+    "connect, ping", [("connect", "PING"), ("connect_irc", "PING :a")], ids=["native", "irc"]
+)
+
+
+@BOTH_PORTS
+def test_closed_connection_that_does_not_read_is_aborted(connect, ping):
     server = Server(limits=ServerLimits(login_timeout=5, close_grace=10))
-    conn = server.connect()
+    conn = getattr(server, connect)()
     aborted = []
     conn.transport.abortConnection = lambda: aborted.append(True)
     server.clock.advance(5)
@@ -313,12 +320,13 @@ def test_closed_connection_that_does_not_read_is_aborted():
     assert aborted == [True]
 
 
-def test_timers_are_cancelled_when_the_connection_goes():
+@BOTH_PORTS
+def test_timers_are_cancelled_when_the_connection_goes(connect, ping):
     server = Server(
         limits=ServerLimits(login_timeout=5, idle_timeout=60, rate=RateConfig(rate=1, burst=1))
     )
-    conn = server.connect()
-    conn.send("PING", "PING")
+    conn = getattr(server, connect)()
+    conn.send(ping, ping)
     conn.close()
     assert server.clock.getDelayedCalls() == []
 
