@@ -357,6 +357,12 @@ def _groups(protocol, session, command):
     return wire.format_ok("GROUPS", *(f"{g}={','.join(members)}" for g, members in session.groups()))
 
 
+def _unread(protocol, session, command):
+    return session.unread().addCallback(
+        lambda waiting: wire.format_ok("UNREAD", *(f"{label}={count}" for label, count in waiting))
+    )
+
+
 def _sent(m) -> bytes:
     # format_ok("SENT", ...) without its join and rstrip: once per SEND (issue 6).
     return f"OK SENT {m.id} {wire.format_timestamp(m.timestamp)}\r\n".encode()
@@ -424,6 +430,7 @@ _BEFORE_LOGIN = {
 _AFTER_LOGIN = {
     wire.Users: _users,
     wire.Groups: _groups,
+    wire.Unread: _unread,
     wire.Send: _send,
     wire.Open: _open,
     wire.Ack: _ack,

@@ -94,6 +94,11 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Unread:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Open:
     target: str
 
@@ -125,7 +130,7 @@ class Quit:
     pass
 
 
-Command = Help | Login | Users | Groups | Send | Open | Ack | History | Ping | Pong | Quit
+Command = Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "LOGIN": ("LOGIN <user> [<password>]", "log in as a user"),
     "USERS": ("USERS", "list the users and who is online"),
     "GROUPS": ("GROUPS", "list my groups and their members"),
+    "UNREAD": ("UNREAD", "the conversations with messages I have not seen, and how many"),
     "SEND": (
         "SEND [id=<client-id>] <user|#group> <text>",
         "send a message; a resend with the same id is stored once",
@@ -240,6 +246,7 @@ _PARSERS = {
     "LOGIN": _parse_login,
     "USERS": _no_args("USERS", Users),
     "GROUPS": _no_args("GROUPS", Groups),
+    "UNREAD": _no_args("UNREAD", Unread),
     "SEND": _parse_send,
     "OPEN": _parse_target("OPEN", Open),
     "ACK": _parse_ack,

@@ -147,6 +147,21 @@ def test_group_message_is_encoded_once_and_the_same_bytes_reach_every_member(
     assert len(calls) == 1
 
 
+def test_unread_names_what_waits_oldest_first_and_forgets_what_is_acknowledged(connect):
+    alice, charlie = connect("alice"), connect("charlie")
+    assert alice.say("UNREAD") == ["OK UNREAD"]
+    charlie.say("SEND #group1 one")
+    charlie.say("SEND alice two")
+    charlie.say("SEND alice three")
+    alice.say("SEND charlie mine")
+    bob = connect("bob")
+    bob.say("SEND alice four")
+    assert alice.say("UNREAD")[-1] == "OK UNREAD #group1=1 charlie=2 bob=1"  # after live pushes
+    alice.say("ACK charlie 3")
+    assert alice.say("UNREAD") == ["OK UNREAD #group1=1 bob=1"]
+    assert connect("foo").say("UNREAD") == ["OK UNREAD"]
+
+
 def test_non_member_gets_an_error_for_every_group_command(connect):
     foo = connect("foo")
     for command in ["SEND #group1 hi", "OPEN #group1", "ACK #group1 1", "HISTORY #group1"]:

@@ -49,7 +49,7 @@ from zope.interface import implementer
 
 from spartan import wire
 from spartan.backlog import Backlog
-from spartan.chat import Delivery, Session, direct_key
+from spartan.chat import Delivery, Session
 from spartan.errors import ChatError
 from spartan.guard import Guard, IGuarded
 from spartan.irc.lines import (
@@ -499,11 +499,10 @@ class IRCGateway(irc.IRC):
     def _deliver_direct_backlog(self):
         """The direct messages the user has not seen, oldest first; then they are seen."""
         session = self.session
-        keys = yield self.factory.chat.store.conversations()
         unseen = []
-        for other in self.factory.chat.directory.users:
-            if other != session.user and direct_key(session.user, other) in keys:
-                label, messages = yield session.open(other)
+        for label, _ in (yield session.unread()):
+            if not is_channel(label):
+                label, messages = yield session.open(label)
                 unseen.extend((m, label) for m in messages)
         unseen.sort(key=lambda pair: pair[0].id)
         self._replay(unseen)

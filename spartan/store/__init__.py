@@ -12,6 +12,7 @@ sorted) or ``group:group1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -73,3 +74,10 @@ class MessageStore(Protocol):
 
     def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
         """Move the seen position forward (never back); fire with the new position."""
+
+    def unseen_counts(
+        self, user: str, conversations: Iterable[str]
+    ) -> Deferred[dict[str, tuple[int, int]]]:
+        """For each of ``conversations`` holding messages after ``user``'s seen position
+        that others sent: (how many, the id of the oldest).  Conversations with none are
+        left out.  One question for all of them: a login asks it."""

@@ -77,6 +77,8 @@ _BY_CLIENT_ID = f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND client_id
 _MARK_SEEN = """INSERT INTO seen (user, conversation, upto) VALUES (?, ?, ?)
                 ON CONFLICT (user, conversation) DO UPDATE SET upto = MAX(upto, excluded.upto)"""
 _SEEN = "SELECT upto FROM seen WHERE user = ? AND conversation = ?"
+_UNSEEN = """SELECT COUNT(*), MIN(id) FROM messages WHERE conversation = ? AND id > COALESCE(
+    (SELECT upto FROM seen WHERE conversation = ? AND user = ?), 0) AND sender != ?"""
 _AFTER = f"""SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND id > ?
              ORDER BY id LIMIT ?"""
 _RECENT = f"""SELECT * FROM (SELECT {_COLUMNS} FROM messages WHERE conversation = ?
@@ -304,6 +306,9 @@ class SQLiteStore:
     def conversations(self):
         return self._call(self._conversations)
 
+    def unseen_counts(self, user, conversations):
+        return self._call(self._unseen_counts, user, list(conversations))
+
     def prune(self, now: float | None = None) -> Deferred[int]:
         """Apply the retention limits now, in small transactions; fire with rows deleted."""
         return self._prune(self._reactor.seconds() if now is None else now)
@@ -326,6 +331,15 @@ class SQLiteStore:
         if limit <= 0:
             return []
         return [_message(row) for row in conn.execute(_RECENT, (conversation, limit))]
+
+    @staticmethod
+    def _unseen_counts(conn, user, conversations):
+        counts = {}
+        for conversation in conversations:  # each an index range scan from the seen position
+            count, oldest = conn.execute(_UNSEEN, (conversation, conversation, user, user)).fetchone()
+            if count:
+                counts[conversation] = (count, oldest)
+        return counts
 
     @staticmethod
     def _conversations(conn):
