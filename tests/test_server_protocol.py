@@ -7,10 +7,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
-from spartan import server
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.server import SpartanFactory
+from spartan.native import protocol as server
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 

@@ -5,7 +5,7 @@ Every method returns a Deferred, so a store may do its I/O off the reactor threa
 or over the network (Redis); the in-memory store answers at once.  A store assigns message
 ids: positive integers, increasing in the order `append` was called.
 
-Conversation keys are strings made by `spartan.chat`: ``dm:alice:bob`` (the two users,
+Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
 sorted) or ``group:group1``.
 """
 

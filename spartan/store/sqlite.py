@@ -275,7 +275,7 @@ class SQLiteStore:
 
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
         """`append` without a Deferred: once committed, ``receiver.appended(message,
-        is_new)`` or ``receiver.failed(reason)`` (`spartan.chat.Session.post`; issue 6:
+        is_new)`` or ``receiver.failed(reason)`` (`spartan.core.chat.Session.post`; issue 6:
         a Deferred and its callbacks per SEND cost more than the rest of the store)."""
         if self._state != "open":
             receiver.failed(StoreError("the message store is not open"))

@@ -34,11 +34,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.auth import Authenticator, OpenDoor
-from spartan.directory import Directory
-from spartan.errors import ChatError
+from spartan.core.auth import Authenticator, OpenDoor
+from spartan.core.directory import Directory
+from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError
-from spartan.wire import GROUP_PREFIX
+from spartan.core.names import GROUP_PREFIX, direct_key, direct_pair, group_key, group_of_key
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
 CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
@@ -143,26 +143,6 @@ class SingleNode:
         return False
 
 
-DIRECT_KEY_PREFIX, GROUP_KEY_PREFIX = "dm:", "group:"
-
-
-def direct_key(a: str, b: str) -> str:
-    first, second = sorted((a, b))
-    return f"{DIRECT_KEY_PREFIX}{first}:{second}"
-
-
-def group_key(group: str) -> str:
-    return GROUP_KEY_PREFIX + group
-
-
-def direct_pair(key: str) -> tuple[str, str] | None:
-    """The two users of a one-to-one conversation key; None for a group's key."""
-    if not key.startswith(DIRECT_KEY_PREFIX):
-        return None
-    first, _, second = key[len(DIRECT_KEY_PREFIX) :].partition(":")
-    return first, second
-
-
 class Chat:
     """The registry of users and sessions, over a store.  The factory holds one."""
 
@@ -256,6 +236,19 @@ class Chat:
             conversation = cache[user, target] = self._conversation(user, target)
         return conversation
 
+    def conversation_for_key(self, key: str) -> Conversation | None:
+        """The conversation stored under ``key``, if the directory still has it."""
+        directory = self.directory
+        group = group_of_key(key)
+        if group is not None:
+            if directory.is_group(group):
+                return Conversation(key, group, True, directory.groups[group])
+            return None
+        pair = direct_pair(key)
+        if pair is not None and all(directory.is_user(user) for user in pair):
+            return Conversation(key, pair[1], False, pair)
+        return None
+
     def _conversation(self, user: str, target: str) -> Conversation:
         if target.startswith(GROUP_PREFIX):
             group = target[len(GROUP_PREFIX) :]
@@ -296,7 +289,7 @@ class Chat:
         """How ``user`` names the conversation ``key``: ``#group1``, or the other user."""
         pair = direct_pair(key)
         if pair is None:
-            return GROUP_PREFIX + key[len(GROUP_KEY_PREFIX) :]
+            return GROUP_PREFIX + group_of_key(key)
         return pair[1] if pair[0] == user else pair[0]
 
     def _ensure_buffer(self, conversation: Conversation) -> None:
