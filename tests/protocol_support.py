@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from spartan.core.chat import Chat
 from spartan.core.directory import DEMO
 from spartan.irc import IRCGatewayFactory
-from spartan.native.protocol import SpartanFactory
+from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
 
 IRC_SERVER_NAME = "irc.test"
@@ -22,7 +22,7 @@ class Server:
         self.clock = Clock()
         self.chat = Chat(directory, MemoryStore(), self.clock, authenticator=authenticator)
         self.chat.start()
-        self.factory = SpartanFactory(self.chat, limits=limits)
+        self.factory = NativeFactory(self.chat, limits=limits)
         self.irc_factory = IRCGatewayFactory(
             self.chat,
             server_name=IRC_SERVER_NAME,

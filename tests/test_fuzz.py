@@ -10,7 +10,7 @@ from spartan.native import wire
 from spartan.core.chat import Chat
 from spartan.core.directory import DEMO
 from spartan.net.limits import RateConfig, ServerLimits
-from spartan.native.protocol import SpartanFactory
+from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
 
 SETTINGS = settings(
@@ -89,7 +89,7 @@ def test_live_protocol_replies_to_each_line_and_leaves_others_alone(stream, data
     clock = Clock()
     chat = Chat(DEMO, MemoryStore(), clock)
     chat.start()
-    factory = SpartanFactory(chat, max_line=MAX_LINE)
+    factory = NativeFactory(chat, max_line=MAX_LINE)
     bob, bob_transport = _connect(factory, 1)
     bob.dataReceived(b"LOGIN bob\r\n")
     assert _lines(bob_transport)[-1] == b"OK LOGIN bob"
@@ -125,7 +125,7 @@ def test_live_protocol_under_rate_limit_never_raises_and_keeps_order(stream, dat
     chat = Chat(DEMO, MemoryStore(), clock)
     chat.start()
     limits = ServerLimits(rate=RateConfig(rate=100, burst=5), login_timeout=30, idle_timeout=60)
-    factory = SpartanFactory(chat, max_line=MAX_LINE, limits=limits)
+    factory = NativeFactory(chat, max_line=MAX_LINE, limits=limits)
     other, other_transport = _connect(factory, 1)
     fuzzed, transport = _connect(factory, 2)
     for chunk in chunks:

@@ -64,7 +64,7 @@ class Groups:
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, 2.5x the cost
-# of this one, once per SEND (issue 6).  Still hashable, compared and matched by value.
+# of this one, once per SEND.  Still hashable, compared and matched by value.
 @dataclass(slots=True, unsafe_hash=True)
 class Send:
     target: str
@@ -249,7 +249,7 @@ def decode_line(line: bytes) -> str | WireError:
     except UnicodeDecodeError:
         return WireError("bad-encoding", "Lines must be valid UTF-8.")
     # isprintable() (C, one pass) is False for every control character: the regex only
-    # for the rare line that has a TAB or another non-printable character (issue 6).
+    # for the rare line that has a TAB or another non-printable character.
     if not text.isprintable() and CONTROL.search(text):
         return WireError("control-character", "Lines must not contain control characters.")
     return text
@@ -258,7 +258,7 @@ def decode_line(line: bytes) -> str | WireError:
 def parse_command(line: bytes) -> Command | WireError:
     """Parse one line from a client.  Never raises."""
     if line.startswith(b"SEND ") and not line.endswith(b"\r") and TELNET_IAC not in line:
-        # The common line, in fewer steps (issue 6); the same result as the general path.
+        # The common line, in fewer steps; the same result as the general path.
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -315,12 +315,12 @@ def format_push(*fields: str) -> bytes:
 
 
 # The last whole second formatted, and its text: strftime(gmtime()) was the largest single
-# cost per message (issue 6) and its result changes once a second.  And the last timestamp
+# cost per message and its result changes once a second.  And the last timestamp
 # formatted: a message's time is formatted twice in a row (OK SENT, then * MSG).  Tuples,
 # replaced whole, so a reader never sees a value paired with another value's text.
 _last_second: tuple[int, str] = (-1, "")
 _last_stamp: tuple[float, str] = (-1.0, "")
-# ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp (issue 6).
+# ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp.
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
 
 
