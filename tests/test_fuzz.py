@@ -48,6 +48,21 @@ def test_parse_command_never_raises_on_command_like_lines(line):
     assert isinstance(result, (wire.WireError, *wire.Command.__args__))
 
 
+send_lines = st.builds(
+    lambda spaces, words, tail: b"SEND" + spaces + " ".join(words).encode("utf-8", "surrogatepass")
+    + tail,
+    st.sampled_from([b" ", b"  ", b" \t"]),
+    st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=5),
+    st.sampled_from([b"", b" ", b"\r", b"\xff", b"\xc3", b"  "]),
+)
+
+
+@SETTINGS
+@given(st.one_of(send_lines, st.binary(max_size=80).map(lambda b: b"SEND " + b)))
+def test_the_send_fast_path_parses_exactly_like_the_general_path(line):
+    assert wire.parse_command(line) == wire.parse_command_general(line)
+
+
 @SETTINGS
 @given(st.binary(max_size=500))
 def test_parse_server_line_never_raises(line):

@@ -23,12 +23,13 @@ Theory of operation
   group messages reach an IRC connection only for the channels it joined (or is joining);
   the others stay unseen and come with the ``JOIN``.  A pushed message waits behind the
   replies still queued and is written only if it was not already in a backlog.
-* IRC has no ACK: a message counts as seen once it has left the server's own queue for
-  the socket.  After writing messages the gateway marks the transport's producer as
-  paused, so that the transport resumes it -- the connection's `Backlog` -- once it has
-  written everything out; what was written is acknowledged then, in one batch.  A reader
-  dropped for not reading never gets those acknowledgements: what it was not sent stays
-  unseen and comes again on its next connection.
+* IRC has no ACK: a message counts as seen once it has left the server: out of Twisted's
+  buffer, and out of the kernel's too (its peer's TCP acknowledged it; `sendqueue`).
+  After writing messages the gateway marks the transport's producer as paused, so that
+  the transport resumes it -- the connection's `Backlog` -- once its buffer is empty; then
+  it waits, briefly, for the kernel's queue to empty, and acknowledges what was written in
+  one batch.  A reader dropped for not reading never gets those acknowledgements: what
+  was not read stays unseen and comes again on its next connection.
 * Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own, in
   the factory's `Roster`: the IRC connections that joined, plus members online only
   through the native protocol.
@@ -57,8 +58,10 @@ from spartan.irc.lines import (
 )
 from spartan.irc.registration import Registration
 from spartan.net.connection import LineConnection, ReplySlot
+from spartan.net.sendqueue import unacknowledged
 
 MAX_TARGETS = 4
+ACK_RECHECK, ACK_RECHECK_MAX = 0.005, 0.5  # seconds between looks at the kernel's queue
 # How an IRC server words the guard's reasons for closing (ERROR :Closing Link: nick (...)).
 _CLOSE_REASONS = {
     "rate-limited": "Excess Flood",
@@ -175,12 +178,13 @@ class IRCGateway(LineConnection):
         return self._notice_line(sentence) + self._closing_line(_CLOSE_REASONS.get(code, sentence))
 
     def connection_ended(self) -> None:
+        in_kernel = self._ack_call is not None and self._ack_call.getTime() > self.factory.clock.seconds()
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
         if self.session is None:
             return
-        if not (self._dropped or self.backlog.paused):  # all it was written has left
+        if not (self._dropped or self.backlog.paused or in_kernel):  # all it was sent left
             self._flush_acks()
         self._leave_all("QUIT", self._quit_reason or "Connection closed")
         self.factory.roster.unregister(self)
@@ -542,10 +546,16 @@ class IRCGateway(LineConnection):
             # Another transport (TLS, a test's) says nothing of that: the next turn.
             self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
 
-    def _flush_acks(self) -> None:
+    def _flush_acks(self, wait: float = ACK_RECHECK) -> None:
         self._ack_call = None
         if self.backlog.paused or self.session is None:
-            return  # not all out yet: `output_drained` comes back here
+            return  # not all out of Twisted's buffer yet: `output_drained` comes back here
+        if unacknowledged(self.transport):
+            # In the kernel still, maybe for a peer that stopped reading: look again.
+            self._ack_call = self.factory.clock.callLater(
+                wait, self._flush_acks, min(wait * 2, ACK_RECHECK_MAX)
+            )
+            return
         acks, self._to_ack = self._to_ack, {}
         for label, upto in acks.items():
             self.session.ack(label, upto).addErrback(self._ack_failed, label)
