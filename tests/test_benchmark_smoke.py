@@ -114,7 +114,8 @@ def test_a_second_interpreter_and_the_durable_store_get_their_own_column(tmp_pat
     report_path = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
-         "--scenarios", "light", "--protocol", "native", "--servers", "spartan", "--db", "fresh", "--sync", "normal",
+         "--scenarios", "light", "--protocol", "native",
+         "--servers", "spartan", "--db", "fresh", "--sync", "normal",
          "--spartan-python", sys.executable, "--json", str(report_path)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
