@@ -127,3 +127,28 @@ def test_a_second_interpreter_and_the_durable_store_get_their_own_column(tmp_pat
     assert servers == {"spartan", "spartan_alt"}
     row = next(r for r in report["table"] if r["figure"] == "p99_ms")
     assert row["spartan_alt"] > 0 and row["ratio_alt"] > 0
+
+
+def test_the_irc_codec_counts_pong_acknowledgements_and_fails_on_errors():
+    sys.path.insert(0, ROOT)
+    from benchmarks.loadgen import IRC, STRIDE
+
+    # A window of 8 goes out in batches of 2, each acknowledged by the PONG to its PING.
+    sent = IRC.messages(b"#fan", 3 * STRIDE, 1234, 5, 8).split(b"\r\n")[:-1]
+    verbs = [line.split(b" ")[0] for line in sent]
+    assert verbs == [b"PRIVMSG", b"PRIVMSG", b"PING", b"PRIVMSG", b"PRIVMSG", b"PING",
+                     b"PRIVMSG", b"PING"]
+    assert sent[0] == b"PRIVMSG #fan :0030000000.0000000000001234"
+    assert [line for line in sent if line.startswith(b"PING")] == [b"PING :a2", b"PING :a2", b"PING :a1"]
+
+    pushed = [b":spartan PONG spartan :a2", b":f7!f7@spartan JOIN #fan",
+              b":spartan 353 f0 = #fan :f0 f7", b":spartan 301 f0 f9 :Offline: messages wait",
+              b"PING :42", b":spartan PONG spartan :p"]
+    assert IRC.replies(pushed) == (2, 1, None)
+    for refused in (b":spartan 404 f0 #fan :Cannot send to channel (members only)",
+                    b":spartan NOTICE f0 :Message to f9 not delivered: too long",
+                    b"ERROR :Closing Link: f0 (Excess Flood)"):
+        assert IRC.replies([b":spartan PONG spartan :a2", refused])[2] == refused
+    assert "473" in IRC.login_error(b":spartan 001 x :Welcome\r\n:spartan 473 x #fan :Cannot join\r\n")
+    motd = b":spartan 001 x :Welcome\r\n:spartan 372 x :- ERROR 404 is not an error\r\n"
+    assert IRC.login_error(motd) is None
