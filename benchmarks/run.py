@@ -389,10 +389,13 @@ def main(argv=None) -> int:
                               file=sys.stderr, flush=True)
 
     rows = summarise(results, servers, protocols)
+    # PYTHONPATH decides which Spartan the servers import: part of the command.
+    pythonpath = [f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []
     report = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "command": " ".join(["benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(pythonpath + ["benchmarks/run.py"]
+                            + (argv if argv is not None else sys.argv[1:])),
         "server_python": args.python or sys.executable,
         "db": args.db,
         "protocols": protocols,
