@@ -3,14 +3,15 @@ Load generator for the Spartan benchmarks: raw non-blocking sockets on one ``sel
 
 Theory of operation
 -------------------
-* One loop, several protocols: a ``Codec`` knows the bytes of one protocol (how to log in,
+* One loop, several protocols: a codec knows the bytes of one protocol (how to log in,
   send a batch of messages, ping, quit; which lines are deliveries, acknowledgements,
   errors) and the ``Loop`` knows only sockets, windows and counting.  ``NativeCodec`` speaks
   Spartan's line protocol (``SEND`` answered by ``OK SENT``), ``IRCCodec`` speaks IRC
   (``PRIVMSG``, which has no acknowledgement: each batch of a window ends with
   ``PING :a<n>`` and its ``PONG`` acknowledges the ``n`` messages before it, since a server
-  answers a connection's lines in order).  Another protocol (a WebSocket codec) is one more
-  ``Codec`` in ``CODECS``; framing beyond lines would go in its ``encode``/``lines`` pair.
+  answers a connection's lines in order).  Another protocol is one more codec in
+  ``CODECS``; one that frames its messages (WebSocket) would also have the ``Loop`` pass the
+  bytes it reads and writes through the codec (``_received``, ``_send``: the only places).
 * Every message text is ``<code>.<sent>``: ``code`` (10 digits) is ``sender * STRIDE + seq``
   and ``sent`` (16 digits) the sender's ``time.monotonic_ns() // 1000``.  Both have fixed
   widths and end the delivered line in both protocols (``* MSG ... <text>``, ``:nick!...
@@ -85,18 +86,16 @@ class NativeCodec:
     name = "native"
     delivery_marker = b"* MSG "
     ping_line, quit_line = b"PING p\n", b"QUIT\n"
+    ready = b"OK LOGIN"
 
     def login(self, user: str, channels=()) -> bytes:
         return b"LOGIN %s\n" % user.encode()  # a native session gets every group's messages
-
-    ready = b"OK LOGIN"
 
     def login_error(self, chunk: bytes) -> str | None:
         return chunk.decode(errors="replace") if b"ERR" in chunk else None
 
     def messages(self, target: bytes, first: int, sent_us: int, count: int, window: int) -> bytes:
         return b"".join([b"SEND %s %010d.%016d\n" % (target, first + i, sent_us) for i in range(count)])
-
 
     @staticmethod
     def is_delivery(line: bytes) -> bool:
@@ -124,7 +123,7 @@ class IRCCodec:
     delivery_marker = b" PRIVMSG "
     ping_line, quit_line = b"PING :p\r\n", b"QUIT :bench\r\n"
     ready = b":spartan-bench-ready"
-    ACK_BATCHES = 4  # PINGs per window: a window's first batch is acknowledged before its last is sent
+    ACK_BATCHES = 4  # PINGs per window: its first batch is acknowledged before its last is sent
 
     def login(self, user: str, channels=()) -> bytes:
         name = user.encode()
@@ -146,7 +145,6 @@ class IRCCodec:
             out += [b"PRIVMSG %s :%010d.%016d\r\n" % (target, base + i, sent_us) for i in range(n)]
             out.append(b"PING :a%d\r\n" % n)
         return b"".join(out)
-
 
     @staticmethod
     def is_delivery(line: bytes) -> bool:
@@ -226,7 +224,8 @@ class Conn:
 class Loop:
     """One selector over many connections; the only place that reads and writes sockets."""
 
-    def __init__(self, host: str, port: int, codec=NATIVE, source_hosts: list[str] | None = None) -> None:
+    def __init__(self, host: str, port: int, codec=NATIVE,
+                 source_hosts: list[str] | None = None) -> None:
         self.host, self.port = host, port
         self.codec = codec
         self.source_hosts = source_hosts or []
@@ -237,7 +236,8 @@ class Loop:
 
     # -- connections ------------------------------------------------------------------------
 
-    def open(self, users: list[str], deadline: float, per_source: int = 20_000, channels=()) -> list[Conn]:
+    def open(self, users: list[str], deadline: float, per_source: int = 20_000,
+             channels=()) -> list[Conn]:
         """Connect and log in ``users`` (one connection each, joined to ``channels`` where
         the protocol has joining), a batch at a time."""
         opened: list[Conn] = []
@@ -390,11 +390,11 @@ class Loop:
         if room <= 0 or time.monotonic() >= conn.stop_at:
             return
         t = now_us()
-        self._send(conn, self.codec.messages(conn.target, conn.sender * STRIDE + conn.sent, t, room, conn.window))
+        first = conn.sender * STRIDE + conn.sent
+        self._send(conn, self.codec.messages(conn.target, first, t, room, conn.window))
         if conn.sent_times is not None:
             conn.sent_times.extend([t] * room)
         conn.sent += room
-
 
     def ping(self, conn: Conn) -> None:
         conn.ping_at = now_us()
@@ -512,8 +512,10 @@ def direct(host, port, pairs=50, window=32, count=200_000, seconds=3.0, drain=10
         loop.close_all()
 
 
-def light(host, port, count=3000, seconds=10.0, timeout=60.0, users=("l0", "l1"), codec=NATIVE) -> dict:
-    """One message in flight: send from one user, wait for its acknowledgement, again."""
+def light(host, port, count=3000, seconds=10.0, timeout=60.0, users=("l0", "l1"),
+          codec=NATIVE) -> dict:
+    """One message in flight: a message from one user to the other, the next when it is
+    acknowledged; latency = send to the other's receipt."""
     deadline = time.monotonic() + timeout
     loop = Loop(host, port, codec)
     try:

@@ -9,8 +9,9 @@ Run the Spartan benchmarks: one command, a table and JSON of medians over severa
 Each scenario of each run, over each protocol, starts a fresh server (a real ``twistd -n
 spartan``, and the bare relay measured alongside in the same run: ``benchmarks/relay.py``
 for the native protocol, ``benchmarks/irc_relay.py`` for IRC), drives it from this process
-with `benchmarks.loadgen` and that protocol's codec, and stops it.  Where the machine has two CPUs or more,
-the server is pinned to one and this process to another.  See docs/performance.md.
+with `benchmarks.loadgen` and that protocol's codec, and stops it.  Where the machine has
+two CPUs or more, the server is pinned to one and this process to another.  See
+docs/performance.md.
 """
 
 from __future__ import annotations
