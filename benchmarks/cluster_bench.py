@@ -48,6 +48,7 @@ from run import LIMITS_OFF  # noqa: E402  (benchmarks/ is this script's director
 
 GROUP, SENDERS, PAIRS, WINDOW = 40, 4, 20, 64
 _MSG_ID = re.compile(rb"^\* MSG (\d+) ", re.M)
+_SCRIPT_CALLS = re.compile(r"(\d+) messages appended in (\d+) script calls")
 _REPLY = re.compile(rb"^([^*\r\n][^\r\n]*)\r?$", re.M)  # a line not starting with '*'
 TWISTD = shutil.which("twistd", path=os.path.dirname(sys.executable)) or "twistd"
 
@@ -102,6 +103,7 @@ def start_nodes(count: int, store: list[str], config: Path, workdir: Path) -> tu
              "--max-pending", str(64 << 20)],
             cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        log.close()  # the node has its own copy
         os.sched_setaffinity(process.pid, {i % cpus})
         processes.append(process)
         ports.append(port)
@@ -240,7 +242,7 @@ def measure(store: str, count: int, workload, messages: int, fsync: str, config:
         else:
             redis, redis_port = start_redis(data, fsync)
             options = ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
-        nodes, ports = start_nodes(count, options, config, workdir)
+        nodes, ports = start_nodes(count, options, config, data)
         watched = [p.pid for p in nodes] + ([redis.pid] if redis else [])
         before = [cpu_seconds(pid) for pid in watched] + [time.process_time()]
         wall = time.perf_counter()
@@ -248,7 +250,14 @@ def measure(store: str, count: int, workload, messages: int, fsync: str, config:
         wall = time.perf_counter() - wall
         after = [cpu_seconds(pid) for pid in watched] + [time.process_time()]
         used = [b - a for a, b in zip(before, after)]
+        stop(nodes)  # each Redis node logs how many script calls its appends took
+        calls = [
+            tuple(map(int, found))
+            for i in range(count)
+            for found in _SCRIPT_CALLS.findall((data / f"node{i}.log").read_text(errors="replace"))
+        ]
         return {
+            "batch": sum(m for m, _ in calls) / sum(c for _, c in calls) if calls else None,
             "rate": rate,
             "units": units,
             "seconds": wall,
@@ -306,7 +315,26 @@ def main(argv=None) -> dict:
             f"| {row['node_cpu_per_k']:.3f} | {row['node_cpu_ratio']:.2f} | {row['redis_cpu_per_k']:.3f} "
             f"| {row['load_cpu_per_k']:.3f} |"
         )
-    report = {"messages": args.messages, "runs": args.runs, "fsync": args.fsync,
+    model = capacity_model(summary)
+    print()
+    print("Capacity model (docs/cluster.md): one CPU per node, one for Redis; messages/s")
+    print("| workload | node CPU/msg a | + per extra node x | Redis CPU/msg r | + per extra node s "
+          "| 1 | 2 | 4 | 8 | 16 nodes | nodes before Redis saturates | ceiling 1/x |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in model:
+        print(
+            f"| {m['workload']} | {m['a'] * 1e6:.1f} µs | {m['x'] * 1e6:.1f} µs | {m['r'] * 1e6:.1f} µs "
+            f"| {m['s'] * 1e6:.1f} µs | "
+            + " | ".join(f"{m['throughput'][n]:,.0f}" for n in MODEL_NODES)
+            + f" | {m['redis_carries']} | {m['ceiling']:,.0f} |"
+        )
+    print()
+    print("Check: cores the measured rate implies = messages/s x CPU-s per message of nodes, Redis")
+    print("and load generator (2 = this machine saturated by this benchmark alone)")
+    for row in summary:
+        batch = f", {row['batch']:.0f} messages per script call" if row["batch"] else ""
+        print(f"  {row['layout']:15} {row['workload']:10} {row['busy_cores']:.2f} cores{batch}")
+    report = {"model": model, "messages": args.messages, "runs": args.runs, "fsync": args.fsync,
               "load_average": [load_before, load_after], "summary": summary,
               "raw": {f"{k[0]} / {k[1]}": v for k, v in results.items()}}  # fmt: skip
     if args.json:
@@ -328,8 +356,49 @@ def summarize(results: dict, messages: int) -> list[dict]:
             "node_cpu_ratio": statistics.median(r["node_cpu"] / b["node_cpu"] for r, b in zip(runs, base)),
             "redis_cpu_per_k": statistics.median(r["redis_cpu"] for r in runs) * 1000 / messages,
             "load_cpu_per_k": statistics.median(r["load_cpu"] for r in runs) * 1000 / messages,
+            "batch": statistics.median([r["batch"] for r in runs if r["batch"]] or [0]),
+            "busy_cores": statistics.median(
+                (r["node_cpu"] + r["redis_cpu"] + r["load_cpu"]) / r["seconds"] for r in runs
+            ),
         })  # fmt: skip
     return rows
+
+
+MODEL_NODES = (1, 2, 4, 8, 16)
+
+
+def capacity_model(summary: list[dict]) -> list[dict]:
+    """Throughput for N nodes from CPU per message (docs/cluster.md states the model).
+
+    a: node CPU per message with one node; x: what each further node adds per message
+    (every node decodes every batch); r: Redis CPU per message with one node; s: what each
+    further node adds to it.  With a core per node and one for Redis, N nodes carry
+    N / (a + (N-1) x) messages/s and Redis r + (N-1) s per message: the lower bound wins.
+    """
+    rows = {(row["layout"], row["workload"]): row for row in summary}
+    model = []
+    for workload, _ in WORKLOADS:
+        one, two = rows[layout_name("redis", 1), workload], rows[layout_name("redis", 2), workload]
+        a, r = one["node_cpu_per_k"] / 1000, one["redis_cpu_per_k"] / 1000
+        x = max(two["node_cpu_per_k"] / 1000 - a, 0.0)
+        s = max(two["redis_cpu_per_k"] / 1000 - r, 0.0)
+
+        def nodes_bound(n):
+            return n / (a + (n - 1) * x)
+
+        def redis_bound(n):
+            return 1 / (r + (n - 1) * s) if r + (n - 1) * s > 0 else float("inf")
+
+        carries = 1
+        while carries < 1000 and nodes_bound(carries + 1) <= redis_bound(carries + 1):
+            carries += 1
+        model.append({
+            "workload": workload, "a": a, "x": x, "r": r, "s": s,
+            "throughput": {n: min(nodes_bound(n), redis_bound(n)) for n in MODEL_NODES},
+            "redis_carries": carries,
+            "ceiling": 1 / x if x > 0 else float("inf"),
+        })  # fmt: skip
+    return model
 
 
 if __name__ == "__main__":

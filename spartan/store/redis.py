@@ -237,6 +237,7 @@ class RedisStore:
         self._answering: list[Callable[[], None]] | None = None  # call_after_results
         self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0  # script calls sent (the tests count round trips with it)
+        self.appended = 0  # messages in them
         # Set by the server (tap.py): called around the answers of one batch, so that
         # every reply and delivery they cause goes out in one write per connection.
         self.result_batch: Callable[[], Any] | None = None
@@ -279,6 +280,12 @@ class RedisStore:
             self._health.stop()
         if self.connected:
             yield self._until_idle()
+        if self.batches:
+            self.log.info(
+                "Redis store: {messages} messages appended in {batches} script calls",
+                messages=self.appended,
+                batches=self.batches,
+            )
         self._stopping = True  # commands cut short by the disconnection are no outage
         redis, self._redis = self._redis, None
         if redis is not None:
@@ -398,6 +405,7 @@ class RedisStore:
         if not batch:
             return
         self.batches += 1
+        self.appended += len(batch)
         self._in_flight += 1
         payload = json.dumps(
             [[m[0], m[1], m[2], repr(m[3]), m[4] or ""] for m in batch],
