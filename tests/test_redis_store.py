@@ -404,3 +404,16 @@ async def test_replies_are_parsed_by_hiredis(redis):
         assert isinstance(connection, txredisapi.HiredisProtocol)
     finally:
         await store.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_redis_cannot_be_sent_fails_whole(redis):
+    store = await opened(redis)
+    try:
+        # a lone surrogate cannot be encoded as UTF-8: the batch fails, nothing is stored
+        outcomes = append_many(store, [(A, "alice", "fine", None), (A, "alice", "bad \udc80", None)])
+        results = await settled(outcomes)
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert await store.messages_after(A, 0, 10) == [] and store.available
+    finally:
+        await store.stop()

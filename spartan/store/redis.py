@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -332,7 +332,10 @@ class RedisStore:
             raise_now: Deferred = Deferred()
             raise_now.errback(StoreError(f"Redis unreachable at {self.address}"))
             return raise_now
-        d = getattr(self._redis, method)(*args)
+        try:
+            d = getattr(self._redis, method)(*args)
+        except Exception as error:  # txredisapi refused the arguments (it cannot encode them)
+            return fail(StoreError(f"Redis: {error}"))
         d.addTimeout(self.timeout, self.clock)
 
         def failed(failure):
@@ -511,7 +514,8 @@ def _outcomes(reply, batch: list) -> list:
 
 
 def _is_reply_error(error: Exception) -> bool:
-    """An error Redis answered (a bug, a full disk), as opposed to no answer at all."""
+    """An error Redis answered (a bug, a full disk) or a command txredisapi would not send
+    (text it cannot encode), as opposed to no answer at all."""
     import txredisapi
 
-    return isinstance(error, txredisapi.ResponseError)
+    return isinstance(error, (txredisapi.ResponseError, txredisapi.InvalidData))
