@@ -37,7 +37,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from spartan.chat import Chat, Conversation, group_key
-from spartan.cluster_wire import decode_batch, encode_batch
+from spartan.cluster_wire import batch_prefix, decode_batch, encode_batch
 from spartan.store import StoredMessage, StoreError
 from spartan.store.redis import PREFIX, RedisStore
 
@@ -95,7 +95,7 @@ class RedisCluster:
         self._subscribed = False
         self._heartbeat: task.LoopingCall | None = None
         self._outgoing: list[StoredMessage] = []  # stored in this batch, to publish
-        self.batches_published = 0
+        self._own_batches = batch_prefix(node)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -140,7 +140,6 @@ class RedisCluster:
 
     def _publish_batch(self) -> None:
         messages, self._outgoing = self._outgoing, []
-        self.batches_published += 1
         d = self.store.execute("publish", self.message_channel, encode_batch(self.node, messages))
         d.addErrback(self._publish_failed, messages)
 
@@ -154,6 +153,8 @@ class RedisCluster:
         )
 
     def _message_received(self, data: str) -> None:
+        if type(data) is str and data.startswith(self._own_batches):
+            return  # delivered here when it was stored
         batch = decode_batch(data)
         if batch is None:
             self.log.warn("Ignoring a malformed cluster message: {data!r}", data=data[:200])

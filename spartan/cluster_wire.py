@@ -28,6 +28,12 @@ def encode_batch(node: str, messages: list[StoredMessage]) -> str:
     )
 
 
+def batch_prefix(node: str) -> str:
+    """How every batch ``node`` publishes starts: a node skips its own batches (it has
+    delivered them already) by this test, without decoding them."""
+    return _encode([node])[:-1] + ","
+
+
 def decode_batch(data: str | bytes) -> tuple[str, list[StoredMessage]] | None:
     """``(node, messages)`` from a payload, or None when it is not a batch."""
     try:

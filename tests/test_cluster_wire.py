@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spartan.cluster_wire import decode_batch, encode_batch
+from spartan.cluster_wire import batch_prefix, decode_batch, encode_batch
 from spartan.store import StoredMessage
 
 MESSAGES = [
@@ -44,3 +44,10 @@ def test_anything_else_is_none():
 def test_no_input_raises(data):
     result = decode_batch(data)
     assert result is None or isinstance(result[0], str)
+
+
+def test_a_node_recognises_its_own_batches_by_their_prefix():
+    for node in ("a", "ab", 'host:1 "é"'):
+        assert encode_batch(node, MESSAGES).startswith(batch_prefix(node))
+    assert not encode_batch("ab", MESSAGES).startswith(batch_prefix("a"))
+    assert not encode_batch("a", MESSAGES).startswith(batch_prefix("ab"))
