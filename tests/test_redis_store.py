@@ -417,3 +417,19 @@ async def test_a_batch_redis_cannot_be_sent_fails_whole(redis):
         assert await store.messages_after(A, 0, 10) == [] and store.available
     finally:
         await store.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_turn_of_more_than_a_thousand_appends_is_cut_into_pipelined_calls(redis):
+    store = await opened(redis)
+    monitor = Monitor(redis)
+    try:
+        results = await settled(append_many(store, [(A, "alice", f"m{i}", f"c{i}") for i in range(2500)]))
+        # 1000 + 1000 + 500, all sent at once (as EVAL: the script is not known loaded yet)
+        assert monitor.names("EVAL") == ["EVAL"] * 3
+        ids = [m.id for m, new in results if new]
+        assert len(ids) == 2500 and ids == list(range(ids[0], ids[0] + 2500))
+        assert [m.text for m in await store.messages_after(A, 0, 3000)] == [f"m{i}" for i in range(2500)]
+    finally:
+        monitor.close()
+        await store.stop()
