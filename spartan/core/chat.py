@@ -21,7 +21,7 @@ Theory of operation
 * Time comes from the injected clock (``IReactorTime``), so tests need no real time.
 * What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
   a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
-  `spartan.cluster` puts a Redis-backed implementation there.
+  `spartan.cluster.nodes` puts a Redis-backed implementation there.
 """
 
 from __future__ import annotations

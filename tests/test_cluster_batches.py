@@ -1,4 +1,4 @@
-"""The cluster's message batches (`spartan.cluster_wire`): round trip, and no input raises."""
+"""The cluster's message batches (`spartan.cluster.batches`): round trip, and no input raises."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spartan.cluster_wire import batch_prefix, decode_batch, encode_batch
+from spartan.cluster.batches import batch_prefix, decode_batch, encode_batch
 from spartan.store import StoredMessage
 
 MESSAGES = [

@@ -9,7 +9,7 @@ Theory of operation
   sessions at once (skipping the sending session, as a single node does) and gathers it;
   when the store has answered the whole batch (`RedisStore.call_after_results`), the
   gathered messages go out in one ``PUBLISH`` on the message channel
-  (`spartan.cluster_wire`).  Every node subscribes to that channel, decodes a batch once
+  (`spartan.cluster.batches`).  Every node subscribes to that channel, decodes a batch once
   and delivers it to its own sessions, inside one output batch; it ignores its own
   publications, which it has already delivered.  So a batch of messages costs one
   ``PUBLISH`` however many messages and recipients it has, and nothing needs to remember
@@ -36,7 +36,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from spartan.cluster_wire import batch_prefix, decode_batch, encode_batch
+from spartan.cluster.batches import batch_prefix, decode_batch, encode_batch
 from spartan.core.chat import Chat, Conversation
 from spartan.store import StoredMessage, StoreError
 from spartan.store.redis import PREFIX, RedisStore
