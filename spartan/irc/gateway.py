@@ -83,6 +83,9 @@ _SEND_REFUSALS = {
 }
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class _Marked(bytes):
     """Lines holding messages, with where each ends: ``marks`` = [(end, label, id)]."""
 
@@ -137,14 +140,15 @@ class IRCGateway(LineConnection):
     def __init__(self) -> None:
         super().__init__()
         self.registration = Registration()
-        self.caps: set[str] = set()
+        # Empty collections are shared until first changed: an idle connection is smaller.
+        self.caps: frozenset[str] = _NONE  # replaced whole by CAP REQ
         self.channels: list[str] = []  # joined, in order of joining
-        self._joining: set[str] = set()  # JOINs whose backlog is being read
+        self._joining: frozenset[str] = _NONE  # JOINs whose backlog is being read
         self.away: str | None = None
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
         # What was written and is acknowledged once out: (end offset, label, id), in order.
-        self._marks: deque[tuple[int, str, int]] = deque()
+        self._marks: deque[tuple[int, str, int]] | None = None
         self._ack_call = None
         self._quit_reason: str | None = None
         self._dropped = False
@@ -222,15 +226,17 @@ class IRCGateway(LineConnection):
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
-        self._marks.clear()
+        self._marks = None
 
     def output_drained(self) -> None:
-        if self._marks and self.session is not None:
+        if self._marks and self.session is not None:  # (None, or an empty deque: nothing)
             if self._ack_call is not None and self._ack_call.active():
                 self._ack_call.cancel()
             self._flush_acks()
 
     def writing_marked(self, data: bytes, offset: int) -> None:
+        if self._marks is None:
+            self._marks = deque()
         self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
         self._ack_once_out()
 
@@ -339,11 +345,13 @@ class IRCGateway(LineConnection):
             names = [w[1:] if w.startswith("-") else w for w in wanted]
             if not wanted or any(name not in CAPABILITIES for name in names):
                 return self._send("CAP", nick, "NAK", " ".join(wanted))
+            caps = set(self.caps)
             for word, name in zip(wanted, names):
                 if word.startswith("-"):
-                    self.caps.discard(name)
+                    caps.discard(name)
                 else:
-                    self.caps.add(name)
+                    caps.add(name)
+            self.caps = frozenset(caps)
             self._send("CAP", nick, "ACK", " ".join(wanted))
         elif sub == "END":
             if self.registration.negotiating:
@@ -579,6 +587,8 @@ class IRCGateway(LineConnection):
         self._shown[label] = message.id
         encoder = self.factory.encoder
         data = delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
+        if self._marks is None:
+            self._marks = deque()
         self._marks.append((self.output_offset + len(data), label, message.id))
         self._ack_once_out()
         return data
@@ -603,7 +613,7 @@ class IRCGateway(LineConnection):
             return  # not all out of Twisted's buffer: `output_drained` comes back here
         else:
             through = self.output_offset
-        marks, acks = self._marks, {}
+        marks, acks = self._marks or (), {}
         while marks and marks[0][0] <= through:
             _, label, upto = marks.popleft()
             acks[label] = upto
@@ -649,14 +659,14 @@ class IRCGateway(LineConnection):
                 self._numeric(N.ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i): members only")
                 continue
             # The backlog is read first, so that nothing pushed meanwhile comes before it.
-            self._joining.add(channel)
+            self._joining = self._joining | {channel}
             d = self.session.open(channel)
             d.addBoth(self._join_read, channel)
             self._answer_later(d)
         return None
 
     def _join_read(self, result, channel: str):
-        self._joining.discard(channel)
+        self._joining = self._joining - {channel}
         if isinstance(result, Failure):
             return result  # the connection layer answers it
         label, unseen = result
