@@ -222,13 +222,15 @@ class FlowHarness:
     def screen(self) -> list[str]:
         return screen_lines(self.raw)
 
-    def login(self, online: tuple[str, ...] = (), groups: str = GROUPS_REPLY) -> None:
-        """Connect and answer LOGIN, USERS and GROUPS like the demo server."""
+    def login(
+        self, online: tuple[str, ...] = (), groups: str = GROUPS_REPLY, unread: str = "OK UNREAD"
+    ) -> None:
+        """Connect and answer LOGIN, USERS, GROUPS and UNREAD like the demo server."""
         self.apply(self.flow.on_connected())
         assert self.take_sent() == [f"LOGIN {self.flow.user}"]
         self.server(f"OK LOGIN {self.flow.user}")
-        assert self.take_sent() == ["USERS", "GROUPS"]
-        self.server(users_reply(online), groups)
+        assert self.take_sent() == ["USERS", "GROUPS", "UNREAD"]
+        self.server(users_reply(online), groups, unread)
 
 
 def sent_ids(sent: list[str]) -> list[str]:
@@ -242,6 +244,7 @@ class AutoServer:
         self.h = harness
         self.next_id = 100
         self.unseen: dict[str, list[str]] = {}  # conversation -> MSG lines for the next OPEN
+        self.unread = "OK UNREAD"  # the answer to UNREAD
 
     def answer(self) -> list[str]:
         """Answer every command sent so far; return them."""
@@ -263,6 +266,8 @@ class AutoServer:
             return [users_reply()]
         if verb == "GROUPS":
             return [GROUPS_REPLY]
+        if verb == "UNREAD":
+            return [self.unread]
         if verb == "OPEN":
             messages = self.unseen.pop(rest, [])
             return messages + [f"OK OPEN {rest} {len(messages)}"]

@@ -53,6 +53,11 @@ def client(spartan):
             process.close()
 
 
+def with_unread(lines: list[str], waiting: str) -> list[str]:
+    menu = lines.index("What do you want to do?")
+    return lines[:menu] + [f"[Spartan] Unread: {waiting}"] + lines[menu:]
+
+
 def open_chat(process: ClientProcess, user: str, *, typed_after: str = "") -> ClientProcess:
     process.at_menu()
     process.line("1", USER_PROMPT)
@@ -99,9 +104,13 @@ def test_spec_group_session(spartan, client):
     alice.expect("[eve] hey, how r u guys doing?\r\n[alice] > ")
     bob.expect("\r\n[eve] hey, how r u guys doing?\r\n[bob] > ")
 
+    # Bob and eve come after the group spoke: one line more than the spec, before the
+    # menu, says what waits for them.
     assert alice.screen() == spec_lines(SPEC_GROUP_ALICE, spartan.port) + ["[alice] > "]
-    assert bob.screen() == spec_lines(SPEC_GROUP_BOB, spartan.port) + ["[bob] > "]
-    assert eve.screen() == spec_lines(SPEC_GROUP_EVE, spartan.port)
+    assert bob.screen() == with_unread(spec_lines(SPEC_GROUP_BOB, spartan.port), "group1 (1)") + [
+        "[bob] > "
+    ]
+    assert eve.screen() == with_unread(spec_lines(SPEC_GROUP_EVE, spartan.port), "group1 (2)")
 
 
 def test_earlier_messages_shown_once_across_restarts_of_the_client(spartan, client):
@@ -155,14 +164,13 @@ def test_leaving_sends_what_was_typed_first(spartan, client, how):
     if how == "/quit":
         alice.send("last words\n/quit\n")
     elif how == "ctrl-d":
-        alice.send("last words")  # not even Enter: Ctrl-D twice ends it, and the input
-        alice.child.sendeof()
+        alice.send("last words\n")  # Ctrl-D on the empty line after it
         alice.child.sendeof()
     else:
         alice.line("last words", "last words\r\n[alice] > ")  # read: Ctrl-C flushes unread input
         alice.child.sendintr()
     assert alice.wait_exit() == 0
-    assert alice.screen()[-1] == ""  # the shell's prompt starts on a new line
+    assert alice.screen()[-2:] == ["[Spartan] Goodbye.", ""]  # the shell's prompt on a new line
 
     bob = LineClient(spartan.port)
     try:
@@ -223,8 +231,8 @@ def test_control_characters_cannot_corrupt_the_screen(spartan, client):
         assert refused.startswith("ERR control-character")
         assert bob.command("SEND alice \u202eevil\u2028twin")[1].startswith("OK SENT")
         alice.expect("[bob] \\u202eevil\\u2028twin\r\n[alice] > ")
-        # What alice types with escape sequences (arrow keys, colours) is cleaned first.
-        alice.line("up\x1b[A and \x1b[31mred", "[alice] > ")
+        # Escape sequences that are not editing keys (Ctrl-Right, colours) are dropped.
+        alice.line("up\x1b[1;5C and \x1b[31mred", "[alice] > ")
         assert bob.next_pushed("* MSG").split(" ", 6)[6] == "up and red"
     finally:
         bob.close()

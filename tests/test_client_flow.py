@@ -17,7 +17,7 @@ from spartan.client.flow import (
     State,
 )
 from spartan.client.hosts import Address
-from spartan.client.text import clean_input, printable, split_utf8
+from spartan.client.text import clean_input, printable, split_message
 from tests.client_support import (
     GROUPS_REPLY,
     MSG_TIME,
@@ -222,8 +222,8 @@ def test_input_before_the_menu_waits_for_it():
     h.type_ahead("1", "bob", "hello")
     assert h.take_sent() == ["LOGIN alice"]
     h.server("OK LOGIN alice")
-    assert h.take_sent() == ["USERS", "GROUPS"]
-    h.server(users_reply(), GROUPS_REPLY)
+    assert h.take_sent() == ["USERS", "GROUPS", "UNREAD"]
+    h.server(users_reply(), GROUPS_REPLY, "OK UNREAD")
     assert h.take_sent() == ["OPEN bob"]  # "hello" waits until bob's conversation is open
     h.server("OK OPEN bob 0")
     assert h.take_sent() == ["SEND id=c1 bob hello"]
@@ -253,7 +253,7 @@ def test_message_of_another_conversation_gets_a_notice_and_stays_unseen():
     h.type("/switch")
     assert h.screen()[-6:-4] == [
         "[alice] > /switch",
-        "[Spartan] Unread messages in: charlie, group1",
+        "[Spartan] Unread: charlie (2), group1 (1)",
     ]
     h.type("1", "charlie")
     assert server.answer() == ["OPEN charlie", "ACK charlie 31"]
@@ -313,7 +313,7 @@ def test_quit_waits_as_long_as_the_server_answers():
     assert h.timers == [("quit", 3.0)] * 2  # restarted: the server is still answering
     h.apply(h.flow.on_timer("quit"))
     assert h.exits == [1]
-    assert h.screen()[-2:] == ["[Spartan] Not sent to bob: two", ""]
+    assert h.screen()[-3:] == ["[Spartan] Not sent to bob: two", "[Spartan] Goodbye.", ""]
 
 
 def test_own_message_from_another_session():
@@ -345,12 +345,13 @@ def test_control_characters_typed_are_not_sent():
 def test_help_users_and_unknown_command():
     h, server = chatting()
     h.type("/help")
-    assert h.screen()[-8:-1] == [
+    assert h.screen()[-9:-1] == [
         "[alice] > /help",
         "[Spartan] Commands:",
         "  /switch   back to the menu, to open another conversation",
         "  /users    who is online",
         "  /help     this list",
+        "  /me text  an action: shown as * alice text",
         "  /quit     leave (Ctrl-D and Ctrl-C leave too)",
         "  //text    send a line that starts with /",
     ]
@@ -491,15 +492,18 @@ def test_reconnect_resumes_with_nothing_lost_or_shown_twice():
     h.apply(h.flow.on_connected())
     assert h.take_sent() == ["LOGIN alice"]
     server.unseen["bob"] = [msg(70, "bob", "bob", "shown once"), msg(71, "bob", "bob", "new")]
+    server.unread = "OK UNREAD bob=2 #group1=3"  # bob's are shown by OPEN: not said again
     h.server("OK LOGIN alice")
     assert server.answer() == [
+        "UNREAD",
         "OPEN bob",
         "SEND id=c1 bob before",  # same ids: the server stores each once
         "SEND id=c2 bob while away",
         "ACK bob 71",
     ]
-    assert h.screen()[-3:] == [
+    assert h.screen()[-4:] == [
         "[Spartan] Reconnected to Spartan Server at port 3000.",
+        "[Spartan] Unread: group1 (3)",
         "[bob] new",
         "[alice] > ",
     ]
@@ -523,7 +527,7 @@ def test_quit_while_disconnected_says_what_was_not_sent():
     h.type("lost?")
     h.type("/quit")
     assert h.exits == [1]
-    assert h.screen()[-2:] == ["[Spartan] Not sent to bob: lost?", ""]
+    assert h.screen()[-3:] == ["[Spartan] Not sent to bob: lost?", "[Spartan] Goodbye.", ""]
 
 
 def test_reconnecting_gives_up_eventually():
@@ -612,7 +616,7 @@ def test_reconnect_cycles_through_the_servers_and_says_which_one():
     assert h.dialled == [("later", B), ("later", C), ("later", A), ("later", B)]
     assert h.exits == []  # after login, a whole round failing is no reason to stop
     h.apply(h.flow.on_connected())
-    assert server.answer() == ["LOGIN alice", "OPEN bob", "SEND id=c1 bob unconfirmed"]
+    assert server.answer() == ["LOGIN alice", "UNREAD", "OPEN bob", "SEND id=c1 bob unconfirmed"]
     assert h.screen()[-2:] == [
         "[Spartan] Reconnected to Spartan Server at node-b:3001.",
         "[alice] > ",
@@ -704,7 +708,7 @@ def test_password_is_asked_without_echo_when_the_server_wants_one():
     h.type("s3cret")
     assert h.take_sent() == ["LOGIN alice s3cret"]
     h.server("OK LOGIN alice")
-    assert h.take_sent() == ["USERS", "GROUPS"]
+    assert h.take_sent() == ["USERS", "GROUPS", "UNREAD"]
 
 
 def test_password_from_the_environment():
@@ -735,11 +739,26 @@ def test_printable_and_clean_input():
     assert clean_input("a\x1b[1;5Cb\x1b]0;title\x07c\x1bOAd\x9b2Je") == "abcde"
 
 
-@given(st.text(max_size=200), st.integers(min_value=4, max_value=50))
-def test_split_utf8_keeps_the_text_and_the_limit(text, limit):
-    pieces = split_utf8(text, limit)
+@given(
+    st.one_of(st.text(max_size=200), st.text(alphabet="ab é日👍\u0301", max_size=200)),
+    st.integers(min_value=4, max_value=50),
+)
+def test_split_message_keeps_the_text_and_the_limit(text, limit):
+    pieces = split_message(text, limit)
     assert "".join(pieces) == text
     assert all(len(p.encode()) <= limit for p in pieces)
+    # The server drops the spaces that end a line: no piece with words may end with one,
+    # and an accent stays with its letter.
+    for piece, following in zip(pieces, pieces[1:]):
+        if piece.strip(" \u0301"):
+            assert not piece.endswith(" ")
+            assert not following.startswith("\u0301")
+
+
+def test_split_message_cuts_before_a_space_when_it_can():
+    assert split_message("hello world this is a long message", 12) == [
+        "hello world", " this is a", " long messag", "e",
+    ]  # fmt: skip
 
 
 @given(st.text(max_size=100))
