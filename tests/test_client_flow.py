@@ -695,6 +695,87 @@ def test_long_message_is_split():
     assert all(len(line.encode()) < 4096 for line in sent)
 
 
+def test_long_message_parts_fit_the_line_and_join_to_what_was_typed():
+    h, server = chatting(with_="#group1")
+    text = " ".join(f"wörd{i}  日本" for i in range(1000))  # 13 KiB, double spaces too
+    h.type(text)
+    sent = h.take_sent()
+    assert len(sent) == 5 and sent_ids(sent) == ["c1", "c2", "c3", "c4", "c5"]
+    assert all(len(line.encode()) + 2 <= 4096 for line in sent)  # with CR LF
+    parsed = [wire.parse_command(line.encode()) for line in sent]
+    assert "".join(command.text for command in parsed) == text  # the server's own parser
+    assert h.screen()[-3:] == [
+        "[alice] > " + text,
+        "[Spartan] Long message sent in 5 parts.",
+        "[alice] > ",
+    ]
+
+
+# -- actions, completion, leaving --------------------------------------------------------------
+
+
+def test_me_sends_an_action_shown_with_a_star():
+    h, server = chatting()
+    h.type("/me waves")
+    assert server.answer() == ["SEND id=c1 bob /me waves"]
+    h.server(msg(12, "bob", "bob", "/me waves back"), msg(13, "bob", "bob", "/meh"))
+    assert h.screen()[-3:] == ["* bob waves back", "[bob] /meh", "[alice] > "]
+    server.answer()
+    h.type("/me")
+    assert h.take_sent() == []  # no action: an unknown command
+    assert h.screen()[-2].startswith("[Spartan] Unknown command '/me'.")
+
+
+def test_completions_follow_the_prompt():
+    h = FlowHarness()
+    h.login()
+    commands = ["/switch", "/users", "/help", "/quit"]
+    assert h.flow.completions() == commands
+    h.type("1")
+    others = ["bob", "charlie", "eve", "foo", "bar", "baz", "qux"]
+    assert h.flow.completions() == others + commands
+    h.type("/switch", "2")
+    assert h.flow.completions() == others + commands + ["/me"]
+
+
+def test_unread_is_said_before_the_menu_in_the_servers_order():
+    h = FlowHarness()
+    h.login(unread="OK UNREAD #group1=5 bob=2")
+    assert h.screen() == GREETING_ALICE[:3] + [
+        "[Spartan] Unread: group1 (5), bob (2)",
+        *GREETING_ALICE[3:],
+        "Your selection:: ",
+    ]
+    h.type("1", "bob")
+    AutoServer(h).answer()
+    h.type("/switch")
+    assert h.screen()[-5] == "[Spartan] Unread: group1 (5)"  # bob's were read
+
+
+def test_a_server_without_unread_still_shows_the_menu():
+    h = FlowHarness()
+    h.login(unread="ERR unknown-command Unknown command 'UNREAD'; type HELP.")
+    assert h.screen() == GREETING_ALICE + ["Your selection:: "]
+
+
+def test_goodbye_on_leaving_at_a_terminal_only():
+    for how in ("/quit", "eof", "interrupt"):
+        h, server = chatting()
+        if how == "/quit":
+            h.type("/quit")
+        elif how == "eof":
+            h.apply(h.flow.on_eof())
+        else:
+            h.apply(h.flow.on_interrupt())
+        server.answer()
+        assert h.exits == [0]
+        assert h.screen()[-2:] == ["[Spartan] Goodbye.", ""]
+    h, server = chatting(echo=True)  # piped: the output stays as scripts expect it
+    h.type("/quit")
+    server.answer()
+    assert "[Spartan] Goodbye." not in h.screen()
+
+
 # -- password hook -----------------------------------------------------------------------------
 
 
@@ -717,7 +798,20 @@ def test_password_from_the_environment():
     assert h.take_sent() == ["LOGIN alice s3cret"]
     h.server("ERR bad-credentials Wrong user or password.")
     assert h.exits == [1]
-    assert h.screen()[0] == "[Spartan] Wrong password for alice."
+    assert h.screen() == ["[Spartan] Wrong password for alice.", ""]  # one line, no other
+
+
+def test_wrong_password_at_a_terminal_is_one_line_then_the_question_again():
+    h = FlowHarness()
+    h.apply(h.flow.on_connected())
+    h.server("ERR password-required Log in with a password.")
+    h.type("guess")
+    assert h.take_sent() == ["LOGIN alice", "LOGIN alice guess"]
+    h.server("ERR bad-credentials Unknown user or wrong password.")
+    assert h.screen()[-2:] == [
+        "[Spartan] Wrong password for alice.",
+        "[Spartan] Password for alice: ",
+    ]
 
 
 def test_no_password_and_no_terminal():
@@ -739,16 +833,21 @@ def test_printable_and_clean_input():
     assert clean_input("a\x1b[1;5Cb\x1b]0;title\x07c\x1bOAd\x9b2Je") == "abcde"
 
 
-@given(
-    st.one_of(st.text(max_size=200), st.text(alphabet="ab é日👍\u0301", max_size=200)),
-    st.integers(min_value=4, max_value=50),
-)
+@given(st.text(max_size=200), st.integers(min_value=4, max_value=50))
 def test_split_message_keeps_the_text_and_the_limit(text, limit):
     pieces = split_message(text, limit)
     assert "".join(pieces) == text
     assert all(len(p.encode()) <= limit for p in pieces)
-    # The server drops the spaces that end a line: no piece with words may end with one,
-    # and an accent stays with its letter.
+
+
+_clusters = st.sampled_from(["a", "b", " ", "é", "日", "👍", "e\u0301", "a\u0301\u0301"])
+
+
+@given(st.lists(_clusters, max_size=200).map("".join), st.integers(min_value=8, max_value=50))
+def test_split_message_loses_no_space_and_splits_no_letter_from_its_accent(text, limit):
+    pieces = split_message(text, limit)
+    assert "".join(pieces) == text
+    # The server drops the spaces that end a line: no piece with words may end with one.
     for piece, following in zip(pieces, pieces[1:]):
         if piece.strip(" \u0301"):
             assert not piece.endswith(" ")
