@@ -7,8 +7,11 @@ import itertools
 import os
 import re
 import sys
+import time
+from collections.abc import Callable
 
 import pexpect
+import pyte
 
 from spartan.native import wire
 from spartan.client.flow import ClientFlow, Connect, Exit, Reconnect, Send, StartTimer
@@ -136,6 +139,22 @@ def screen_lines(raw: str) -> list[str]:
             col += 1
         i += 1
     return ["".join(line) for line in lines]
+
+
+def cursor_row(screen: pyte.Screen) -> str:
+    """The line the cursor is on, as shown (no trailing blanks)."""
+    return screen.display[screen.cursor.y].rstrip()
+
+
+def cursor_after(screen: pyte.Screen, text: str) -> bool:
+    """The cursor's line reads ``text`` and the cursor is right after it."""
+    return cursor_row(screen) == text.rstrip() and screen.cursor.x == pyte_width(text)
+
+
+def pyte_width(text: str) -> int:
+    screen = pyte.Screen(4 * len(text) + 1, 1)
+    pyte.Stream(screen).feed(text)
+    return screen.cursor.x
 
 
 def strip_trailing_prompt(lines: list[str], prompt: str) -> list[str]:
@@ -287,6 +306,7 @@ class AutoServer:
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 E2E_TIMEOUT = 10  # seconds, for every single wait on a client
+ROWS, COLUMNS = 50, 200  # the pseudo-terminal's size
 
 
 def client_env(**extra: str) -> dict[str, str]:
@@ -312,7 +332,7 @@ class ClientProcess:
         self.output = io.StringIO()
         self.child = pexpect.spawn(
             command[0], command[1:], cwd=REPO, env=client_env(), encoding="utf-8",
-            timeout=E2E_TIMEOUT, dimensions=(50, 200),
+            timeout=E2E_TIMEOUT, dimensions=(ROWS, COLUMNS),
         )  # fmt: skip
         self.child.logfile_read = self.output
 
@@ -330,6 +350,33 @@ class ClientProcess:
 
     def screen(self) -> list[str]:
         return screen_lines(self.output.getvalue())
+
+    def visible(self) -> pyte.Screen:
+        """The terminal as a person sees it now, by a terminal emulator (pyte)."""
+        screen = pyte.Screen(COLUMNS, ROWS)
+        pyte.Stream(screen).feed(self.output.getvalue())
+        return screen
+
+    def wait_screen(self, check: Callable[[pyte.Screen], bool]) -> pyte.Screen:
+        """Read output until ``check(visible screen)`` holds (at most `E2E_TIMEOUT`)."""
+        deadline = time.monotonic() + E2E_TIMEOUT
+        while True:  # bounded by the deadline
+            screen = self.visible()
+            if check(screen):
+                return screen
+            if time.monotonic() > deadline:
+                rows = "\n".join(row.rstrip() for row in screen.display if row.strip())
+                raise AssertionError(f"the screen never got there; it shows:\n{rows}")
+            try:
+                self.child.read_nonblocking(65536, timeout=0.1)  # logged into self.output
+            except pexpect.TIMEOUT:
+                pass
+
+    def paste(self, text: str) -> None:
+        """Write ``text`` to the terminal all at once, as a paste does."""
+        data = text.encode()
+        while data:  # bounded: each write takes at least one byte
+            data = data[os.write(self.child.child_fd, data[:4096]) :]
 
     def wait_exit(self) -> int:
         self.child.expect(pexpect.EOF)

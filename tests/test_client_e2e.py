@@ -6,7 +6,9 @@ No client here has PYTHONUNBUFFERED set, so each prompt waited for proves it was
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -182,10 +184,14 @@ def test_leaving_sends_what_was_typed_first(spartan, client, how):
         bob.close()
 
 
-def test_unreachable_server():
+@pytest.mark.parametrize("script", [False, True], ids=["python -m", "spartan-chat"])
+def test_unreachable_server(script):
     port = free_port()
+    command = client_command("alice", port)
+    if script:  # the console script, installed next to the interpreter
+        command = [os.path.join(os.path.dirname(sys.executable), "spartan-chat"), *command[3:]]
     done = subprocess.run(
-        client_command("alice", port), cwd=REPO, env=client_env(), stdin=subprocess.DEVNULL,
+        command, cwd=REPO, env=client_env(), stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=E2E_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 1

@@ -11,6 +11,7 @@ from twisted.internet.testing import StringTransport
 from spartan.client.console import ConsoleTerminal, paint
 from spartan.client.editor import Interrupt, Key, Leave, LineEditor, ListChoices, Submit, View
 from spartan.client.flow import ErasePrompt, Newline, Prompt, Show
+from tests.client_support import pyte_width
 
 
 def typed(*keys, prompt: str = "> ", choices=None) -> tuple[LineEditor, list]:
@@ -154,12 +155,6 @@ def test_tab_extends_to_the_common_start_then_lists_the_choices():
 
 
 # -- the terminal adapter ----------------------------------------------------------------------
-
-
-def pyte_width(text: str) -> int:
-    screen = pyte.Screen(400, 2)
-    pyte.Stream(screen).feed(text)
-    return screen.cursor.x
 
 
 class Console:

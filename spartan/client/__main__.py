@@ -1,6 +1,6 @@
 """
-``python -m spartan.client <username> [--host HOST[:PORT]]... [--port PORT] [--tls]
-[--cafile PEM]``: chat from a terminal.
+``spartan-chat <username> [--host HOST[:PORT]]... [--port PORT] [--tls] [--cafile PEM]``
+(or ``python -m spartan.client ...``): chat from a terminal.
 
 The password, for a server that asks for one, comes from ``SPARTAN_PASSWORD`` or is asked
 for at the terminal without echo.  With ``--tls`` (implied by ``--cafile``) the server's
@@ -66,7 +66,8 @@ def load_trust(path: str) -> object:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m spartan.client",
+        # "spartan-chat" as the console script, else how it was run
+        prog=None if sys.argv[0].endswith("spartan-chat") else "python -m spartan.client",
         description="Chat on a Spartan server: one to one, or with your group.",
         epilog="In a chat, type /help for the commands.  SPARTAN_PASSWORD gives the password.",
     )
