@@ -23,6 +23,15 @@ Theory of operation
   that prompt was only redrawn after earlier such output and nothing was typed since,
   replaces it (`ErasePrompt`); then it redraws the prompt.  That is how the spec's sessions
   look: ``[alice] >`` stays on screen once after a sent line, never twice in a row.
+  (On a terminal the line editor, `spartan.client.console`, keeps what was typed after
+  the prompt and draws it again after such output; the flow need not know.)
+* What waits: at login, and after a reconnect, ``UNREAD`` says which conversations hold
+  unseen messages; the menu says so (``[Spartan] Unread: bob (2), group1 (5)``), and
+  so does the line after a reconnect.  A server without ``UNREAD`` refuses it: then
+  nothing is said.
+* A message longer than one ``SEND`` line may hold is sent as several, cut so that they
+  join to exactly what was typed; a message that starts with ``/me `` is an action,
+  shown ``* bob waves``.
 * Delivery: a message of the conversation on screen is shown, then acknowledged (``ACK``
   is cumulative; one is in flight per conversation at a time, later ones merge into the
   next); a message of any other conversation gets a notice line (once per conversation)
