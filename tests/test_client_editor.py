@@ -3,6 +3,10 @@ through a `StringTransport`, with what it draws read back by a terminal emulator
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pyte
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from spartan.client.console import ConsoleTerminal, paint
 from spartan.client.editor import Interrupt, Key, Leave, LineEditor, ListChoices, Submit, View
 from spartan.client.flow import ErasePrompt, Newline, Prompt, Show
+from tests.client_support import REPO as ROOT
 from tests.client_support import pyte_width
 
 
@@ -251,3 +256,13 @@ def test_paint_moves_the_cursor_only_when_it_is_not_at_the_end():
     assert paint(View("> ab", 4), View("> abc", 5)) == "c"
     assert paint(View("> abc", 5), View("> abc", 3)) == "\r\x1b[3C"
     assert paint(View("> abc", 3), View("> aXbc", 4)) == "\r> aXbc\x1b[K\r\x1b[4C"
+
+
+def test_the_paste_benchmark_runs_and_the_line_is_whole():
+    """``benchmarks/client_paste.py`` still works (no speed asserted: see its figures)."""
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "client_paste.py"), "--sizes", "5000"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("paste     5000 bytes:")

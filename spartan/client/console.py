@@ -233,7 +233,7 @@ class ConsoleTerminal(insults.TerminalProtocol):
                 case Newline():
                     # The prompt stays on screen above what comes, unless something was
                     # typed after it: that is drawn again below, not left half there.
-                    if self.editor.text and not self.editor.secret:
+                    if not self.editor.empty and not self.editor.secret:
                         self._erase()
                     elif self._shown is not None:
                         self._write("\n")
@@ -247,7 +247,7 @@ class ConsoleTerminal(insults.TerminalProtocol):
     def _draw(self) -> None:
         if not self._prompting:
             self.editor.set_prompt("")
-            if not self.editor.text:
+            if self.editor.empty:
                 self._erase()
                 return
         view = self.editor.view(self._columns())

@@ -28,6 +28,7 @@ Theory of operation
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -267,27 +268,37 @@ class LineEditor:
         if self.secret:
             return View(self.prompt, width(self.prompt))
         if whole:
-            return View(self.prompt + self.text, width(self.prompt) + self._width(0, self._cursor))
+            before = "".join(self._clusters[: self._cursor])
+            return View(self.prompt + self.text, width(self.prompt) + width(before))
         room = max(columns - width(self.prompt) - 1, 1)  # the last column stays free
-        if self._width(0, len(self._clusters)) <= room:
+        clusters = self._clusters
+        # The first cluster that may be shown with the cursor still on screen: bounded by
+        # the room, however long the line.
+        lowest, used = self._cursor, 0
+        while lowest > 0 and used + width(clusters[lowest - 1]) <= room:
+            lowest -= 1
+            used += width(clusters[lowest])
+        if lowest == 0 and self._fits(room):
             self._scroll = 0
-        self._scroll = min(self._scroll, self._cursor)
-        while self._width(self._scroll, self._cursor) > room:  # bounded by the cursor
-            self._scroll += 1
-        shown = []
-        used = 0
-        for cluster in self._clusters[self._scroll :]:  # bounded by room
+        self._scroll = min(max(self._scroll, lowest), self._cursor)
+        shown, used = [], 0
+        for cluster in itertools.islice(clusters, self._scroll, None):  # bounded by room
             used += width(cluster)
             if used > room:
                 break
             shown.append(cluster)
-        column = width(self.prompt) + self._width(self._scroll, self._cursor)
+        column = width(self.prompt) + width("".join(clusters[self._scroll : self._cursor]))
         return View(self.prompt + "".join(shown), column)
 
-    def _width(self, start: int, end: int) -> int:
-        return sum(width(c) for c in self._clusters[start:end])
+    def _fits(self, room: int) -> bool:
+        """The whole line takes at most ``room`` columns (looks no further than that)."""
+        used = 0
+        for cluster in self._clusters:  # bounded: stops past room
+            used += width(cluster)
+            if used > room:
+                return False
+        return True
 
     @property
-    def scrolled(self) -> bool:
-        """The last view left part of the line out."""
-        return self._scroll > 0
+    def empty(self) -> bool:
+        return not self._clusters
