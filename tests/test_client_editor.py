@@ -165,13 +165,15 @@ def test_tab_extends_to_the_common_start_then_lists_the_choices():
 class Console:
     """A `ConsoleTerminal` on a fake terminal 60 columns wide, read back with pyte."""
 
+    columns = 60
+
     def __init__(self) -> None:
         self.lines: list[list[str]] = []
         self.eofs = 0
         self.interrupts = 0
         self.term = ConsoleTerminal(
             self.lines.append, self._eof, self._interrupt,
-            choices=lambda: ["bob", "charlie"], stdin_fd=None, columns=lambda: 60,
+            choices=lambda: ["bob", "charlie"], stdin_fd=None, columns=lambda: self.columns,
         )  # fmt: skip
         self.transport = StringTransport()
         self.reader = self.term.stdio_protocol()
@@ -187,7 +189,7 @@ class Console:
         self.reader.dataReceived(data)
 
     def screen(self) -> pyte.Screen:
-        screen = pyte.Screen(60, 10)
+        screen = pyte.Screen(self.columns, 10)
         # The terminal's output processing turns LF into CR LF; pyte's LNM mode does that.
         screen.set_mode(pyte.modes.LNM)
         pyte.ByteStream(screen).feed(self.transport.value())
@@ -249,6 +251,15 @@ def test_utf8_split_between_reads_and_a_pasted_crlf():
     for i in range(len(data)):  # one byte a read
         console.keys(data[i : i + 1])
     assert console.lines == [["é日"]]  # one Enter for CR LF
+
+
+def test_a_narrower_terminal_gets_the_line_drawn_to_fit():
+    console = Console()
+    console.term.show([Prompt("> ")])
+    console.keys(b"x" * 50)
+    console.columns = 30
+    console.term.resized()
+    assert console.rows()[-1] == "> " + "x" * 27  # the end, with the cursor, in view
 
 
 def test_paint_moves_the_cursor_only_when_it_is_not_at_the_end():

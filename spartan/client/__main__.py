@@ -23,6 +23,7 @@ from twisted.internet.task import react
 from spartan.native import wire
 from spartan.client.app import ClientApp
 from spartan.client.connection import EndpointFactory
+from spartan.client.console import ConsoleTerminal
 from spartan.client.flow import ClientFlow
 from spartan.client.hosts import Address, parse_address, parse_port
 from spartan.client.terminal import is_terminal
@@ -143,6 +144,9 @@ async def main(reactor: IReactorCore, options: argparse.Namespace) -> None:
 
     # After the reactor installed its own handlers, which would stop it without a word.
     reactor.callWhenRunning(signal.signal, signal.SIGINT, on_sigint)
+    if isinstance(app.terminal, ConsoleTerminal):
+        resized = app.terminal.resized
+        signal.signal(signal.SIGWINCH, lambda _signum, _frame: reactor.callFromThread(resized))
     status = await app.start()
     if status:
         raise SystemExit(status)

@@ -244,6 +244,11 @@ class ConsoleTerminal(insults.TerminalProtocol):
                     self._prompting = False
         self._draw()
 
+    def resized(self) -> None:
+        """The terminal changed size (SIGWINCH): draw the line again to fit."""
+        self._erase()
+        self._draw()
+
     def _draw(self) -> None:
         if not self._prompting:
             self.editor.set_prompt("")
