@@ -214,6 +214,19 @@ def test_half_typed_line_survives_a_message_cursor_and_all():
     assert console.rows() == ["[charlie] hello", "[eve] > half typed line finished"]
 
 
+def test_a_password_stays_unseen_when_a_notice_comes_while_it_is_typed():
+    console = Console()
+    console.term.show([Prompt("Password: ", secret=True)])
+    console.keys(b"s3c")
+    console.term.show([Newline(), Show("[Spartan] The server says: restart soon")])
+    console.keys(b"ret")
+    assert "s3c" not in console.transport.value().decode()
+    console.keys(b"\r")
+    assert console.lines == [["s3cret"]]
+    console.keys(b"visible")  # the next line is shown again
+    assert console.rows()[-1] == "visible"
+
+
 def test_an_empty_prompt_stays_above_a_message_as_in_the_spec():
     console = Console()
     console.term.show([Prompt("[alice] > ")])

@@ -251,7 +251,8 @@ class ConsoleTerminal(insults.TerminalProtocol):
 
     def _draw(self) -> None:
         if not self._prompting:
-            self.editor.set_prompt("")
+            # A password being typed stays unseen, with or without its prompt.
+            self.editor.set_prompt("", secret=self.editor.secret)
             if self.editor.empty:
                 self._erase()
                 return

@@ -203,6 +203,7 @@ class LineEditor:
         self._scroll = 0
         self._recalled = None
         self._draft = []
+        self.secret = False  # a password ends with its line
         return Submit(line)
 
     def _recall(self, step: int) -> None:
