@@ -296,6 +296,13 @@ def test_password_asked_without_echo_or_taken_from_the_environment(tmp_path):
         alice.expect("[Spartan] Password for alice: ")
         alice.line("open sesame", "\r\n[Spartan] Connected to Spartan Server")
         alice.at_menu()
+        # One line for the wrong password, between the question and the question again.
+        assert alice.screen()[:4] == [
+            "[Spartan] Password for alice: ",
+            "[Spartan] Wrong password for alice.",
+            "[Spartan] Password for alice: ",
+            f"[Spartan] Connected to Spartan Server at port {server.port}.",
+        ]
         alice.line("/quit", "/quit\r\n")
         assert alice.wait_exit() == 0
         assert "guess" not in alice.output.getvalue()
@@ -308,12 +315,17 @@ def test_password_asked_without_echo_or_taken_from_the_environment(tmp_path):
         )  # fmt: skip
         assert done.returncode == 0
         assert done.stdout.startswith("[Spartan] Connected to Spartan Server")
-        done = subprocess.run(
-            client_command("alice", server.port), cwd=REPO, env=client_env(), input="",
-            capture_output=True, text=True, timeout=E2E_TIMEOUT,
-        )  # fmt: skip
-        assert done.returncode == 1
-        assert done.stdout == "[Spartan] The server wants a password: set SPARTAN_PASSWORD.\n"
+        for password, said in [
+            (None, "[Spartan] The server wants a password: set SPARTAN_PASSWORD.\n"),
+            ("guess", "[Spartan] Wrong password for alice.\n"),  # that alone
+        ]:
+            env = client_env(**({"SPARTAN_PASSWORD": password} if password else {}))
+            done = subprocess.run(
+                client_command("alice", server.port), cwd=REPO, env=env, input="",
+                capture_output=True, text=True, timeout=E2E_TIMEOUT,
+            )  # fmt: skip
+            assert done.returncode == 1
+            assert done.stdout == said
     finally:
         alice.close()
         server.stop()
