@@ -158,7 +158,13 @@ def test_scripted_irc_client_and_native_client(server) -> None:
     alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG alice :hi alice$")
     alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG #group1 :back to the group$")
     # What alice was shown counts as seen: a native login of alice finds nothing unseen.
+    # (once its TCP acknowledged the bytes: a moment after they were written)
     other = native_client(native_port, "alice")
+    for _ in range(40):
+        other.send("UNREAD")
+        if other.expect(r"^OK UNREAD.*$").group(0) == "OK UNREAD":
+            break
+        time.sleep(0.05)
     other.send("OPEN bob", "OPEN #group1")
     other.expect(r"^OK OPEN bob 0$")
     other.expect(r"^OK OPEN #group1 0$")
@@ -234,6 +240,8 @@ def test_a_stalled_irc_reader_is_dropped_and_everything_it_did_not_get_comes_aga
         alice = native_client(server.port, "alice")
         for n in range(count):
             alice.send(f"SEND bob message {n:05d} " + "x" * 400)
+            if n == 100:  # bob's window is full: let his TCP acknowledge what it holds
+                time.sleep(0.3)
         server.wait_for_log("it stopped reading", timeout=30)
         alice.send("PING done")
         alice.expect(r"^OK PONG done$", timeout=30)  # every SEND before it is answered

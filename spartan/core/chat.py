@@ -520,6 +520,13 @@ class Session:
             raise chat._unavailable(e) from None
         return conversation.label_for(self.user), position
 
+    def shown(self, target: str, upto: int) -> Deferred[int]:
+        """A front end without acknowledgements (IRC) showed the conversation up to
+        ``upto``, an id it was given: one store call, ordered before any read after it."""
+        conversation = self.chat.conversation(self.user, target)
+        d = self.chat.store.mark_seen(self.user, conversation.key, upto)
+        return d.addErrback(self.chat._store_failed)
+
     @inlineCallbacks
     def history(self, target: str, count: int):
         """The last ``count`` messages: fires with (label, messages, oldest first)."""

@@ -23,13 +23,13 @@ Theory of operation
   group messages reach an IRC connection only for the channels it joined (or is joining);
   the others stay unseen and come with the ``JOIN``.  A pushed message waits behind the
   replies still queued and is written only if it was not already in a backlog.
-* IRC has no ACK: a message counts as seen once it has left the server: out of Twisted's
-  buffer, and out of the kernel's too (its peer's TCP acknowledged it; `sendqueue`).
-  After writing messages the gateway marks the transport's producer as paused, so that
-  the transport resumes it -- the connection's `Backlog` -- once its buffer is empty; then
-  it waits, briefly, for the kernel's queue to empty, and acknowledges what was written in
-  one batch.  A reader dropped for not reading never gets those acknowledgements: what
-  was not read stays unseen and comes again on its next connection.
+* IRC has no ACK: a message counts as seen once the peer's TCP has acknowledged the bytes
+  that carried it (`spartan.net.sendqueue`): the gateway remembers where in its output
+  stream each message ends, and looks at the socket after writing (the next turn, then
+  less and less often while something is still unacknowledged).  A reader dropped for not
+  reading never gets those acknowledgements: what it did not receive stays unseen and
+  comes again on its next connection.  Where the socket cannot say (TLS), a message
+  counts once it has left Twisted's buffer.
 * Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own, in
   the factory's `Roster`: the IRC connections that joined, plus members online only
   through the native protocol.
@@ -38,6 +38,7 @@ Theory of operation
 from __future__ import annotations
 
 import fnmatch
+from collections import deque
 from typing import NamedTuple
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -58,7 +59,7 @@ from spartan.irc.lines import (
 )
 from spartan.irc.registration import Registration
 from spartan.net.connection import LineConnection, ReplySlot
-from spartan.net.sendqueue import unacknowledged
+from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
 ACK_RECHECK, ACK_RECHECK_MAX = 0.005, 0.5  # seconds between looks at the kernel's queue
@@ -81,6 +82,29 @@ _SEND_REFUSALS = {
     "unknown-group": (N.ERR_NOSUCHCHANNEL, "No such channel"),
     "not-a-member": (N.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (members only)"),
 }
+
+
+class _Marked(bytes):
+    """Lines holding messages, with where each ends: ``marks`` = [(end, label, id)]."""
+
+    marks: list[tuple[int, str, int]]
+
+
+def _marked(data: bytes, marks: list[tuple[int, str, int]]) -> bytes:
+    marked = _Marked(data)
+    marked.marks = marks
+    return marked
+
+
+def _join(pieces: list[bytes]) -> bytes:
+    """``b"".join(pieces)``, keeping the marks of the marked pieces (at their new place)."""
+    data = b"".join(pieces)
+    marks, offset = [], 0
+    for piece in pieces:
+        if type(piece) is _Marked:
+            marks.extend((offset + end, label, id_) for end, label, id_ in piece.marks)
+        offset += len(piece)
+    return _marked(data, marks) if marks else data
 
 
 class Command(NamedTuple):
@@ -120,10 +144,12 @@ class IRCGateway(LineConnection):
         self.away: str | None = None
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
-        self._to_ack: dict[str, int] = {}  # written, to be acknowledged once out
+        # What was written and is acknowledged once out: (end offset, label, id), in order.
+        self._marks: deque[tuple[int, str, int]] = deque()
         self._ack_call = None
         self._quit_reason: str | None = None
         self._dropped = False
+        self._kernel_says = False  # the socket tells what its peer acknowledged
 
     # -- who --------------------------------------------------------------------------------
 
@@ -178,14 +204,13 @@ class IRCGateway(LineConnection):
         return self._notice_line(sentence) + self._closing_line(_CLOSE_REASONS.get(code, sentence))
 
     def connection_ended(self) -> None:
-        in_kernel = self._ack_call is not None and self._ack_call.getTime() > self.factory.clock.seconds()
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
         if self.session is None:
             return
-        if not (self._dropped or self.backlog.paused or in_kernel):  # all it was sent left
-            self._flush_acks()
+        if not (self._dropped or self._kernel_says or self.backlog.paused):
+            self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
         self._leave_all("QUIT", self._quit_reason or "Connection closed")
         self.factory.roster.unregister(self)
         self.session.logout()
@@ -193,11 +218,22 @@ class IRCGateway(LineConnection):
 
     def slow_reader_dropped(self) -> None:
         self._dropped = True
-        self._to_ack.clear()  # never left the server: still unseen
+        if acknowledged(self.transport) is not None:
+            self._flush_acks()  # what its peer did receive counts, the rest stays unseen
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()
+        self._ack_call = None
+        self._marks.clear()
 
     def output_drained(self) -> None:
-        if self._to_ack and self._ack_call is None and self.session is not None:
-            self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
+        if self._marks and self.session is not None:
+            if self._ack_call is not None and self._ack_call.active():
+                self._ack_call.cancel()
+            self._flush_acks()
+
+    def writing_marked(self, data: bytes, offset: int) -> None:
+        self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
+        self._ack_once_out()
 
     # -- saying things ----------------------------------------------------------------------
 
@@ -209,9 +245,9 @@ class IRCGateway(LineConnection):
             later = handler(*args)
         finally:
             said, self._out = self._out, outer
-        now = b"".join(said)
+        now = _join(said)
         if isinstance(later, Deferred):
-            return later.addCallback(lambda rest: now + (rest or b""))
+            return later.addCallback(lambda rest: _join([now, rest or b""]))
         return now
 
     def say(self, data: bytes) -> None:
@@ -231,7 +267,7 @@ class IRCGateway(LineConnection):
         a `ReplySlot`) in its place in the queue; the handler may go on saying things."""
         said = self._out
         if said:
-            self.reply(b"".join(said))
+            self.reply(_join(said))
             said.clear()
         self.reply(reply)
 
@@ -415,9 +451,16 @@ class IRCGateway(LineConnection):
         return self._collect(self._replay, unseen)
 
     def _replay(self, unseen) -> None:
-        """Say messages read from the store, unless already written; they count as seen."""
+        """Say messages read from the store, unless already written; each is marked, to
+        be acknowledged once the reply holding it is out."""
+        encoder = self.factory.encoder
+        encode = encoder.tagged if "server-time" in self.caps else encoder.plain
         for message, label in unseen:
-            self.say(self._render(Delivery(message, label)))
+            if message.id <= self._shown.get(label, 0):
+                continue
+            self._shown[label] = message.id
+            data = Delivery(message, label).encoded(encode)
+            self.say(_marked(data, [(len(data), label, message.id)]))
 
     def irc_MOTD(self, params):
         self._motd()
@@ -524,41 +567,49 @@ class IRCGateway(LineConnection):
             self.push(self._render(delivery))
 
     def _render(self, delivery: Delivery) -> bytes:
-        """A message as written now: nothing if it was already written (a backlog and a
-        live push of the same message); else its lines, to be acknowledged once out."""
+        """A message as written right now: nothing if it was already written (a backlog
+        and a live push of the same message); else its lines, to be acknowledged once
+        they are out."""
         message, label = delivery.message, delivery.conversation
         if message.id <= self._shown.get(label, 0):
             return b""
         self._shown[label] = message.id
-        if message.id > self._to_ack.get(label, 0):
-            self._to_ack[label] = message.id
-        self._ack_once_out()
         encoder = self.factory.encoder
-        return delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
+        data = delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
+        self._marks.append((self.output_offset + len(data), label, message.id))
+        self._ack_once_out()
+        return data
 
     def _ack_once_out(self) -> None:
         transport = self.transport
         if hasattr(transport, "producerPaused"):
             # A socket transport resumes a producer it believes paused once its buffer is
-            # empty: `output_drained` is then called, and acknowledges.
+            # empty: `output_drained` looks at the socket right after the write.
             transport.producerPaused = True
-        elif self._ack_call is None and not self.backlog.paused:
-            # Another transport (TLS, a test's) says nothing of that: the next turn.
+        if self._ack_call is None:
             self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
 
     def _flush_acks(self, wait: float = ACK_RECHECK) -> None:
         self._ack_call = None
-        if self.backlog.paused or self.session is None:
-            return  # not all out of Twisted's buffer yet: `output_drained` comes back here
-        if unacknowledged(self.transport):
-            # In the kernel still, maybe for a peer that stopped reading: look again.
+        if self.session is None:
+            return
+        through = acknowledged(self.transport)
+        if through is not None:
+            self._kernel_says = True
+        elif self.backlog.paused:
+            return  # not all out of Twisted's buffer: `output_drained` comes back here
+        else:
+            through = self.output_offset
+        marks, acks = self._marks, {}
+        while marks and marks[0][0] <= through:
+            _, label, upto = marks.popleft()
+            acks[label] = upto
+        if marks and through is not self.output_offset:  # the peer has not all yet
             self._ack_call = self.factory.clock.callLater(
                 wait, self._flush_acks, min(wait * 2, ACK_RECHECK_MAX)
             )
-            return
-        acks, self._to_ack = self._to_ack, {}
         for label, upto in acks.items():
-            self.session.ack(label, upto).addErrback(self._ack_failed, label)
+            self.session.shown(label, upto).addErrback(self._ack_failed, label)
 
     def _ack_failed(self, failure, label) -> None:
         if failure.check(ChatError):  # the store failed: the messages stay unseen

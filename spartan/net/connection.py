@@ -96,6 +96,7 @@ class LineConnection(Protocol):
         self._held_lines: list[bytes | None] | None = None  # lines taken while paused
         self._paused = 0  # _GUARD | _REPLIES: no lines are taken while set
         self._closing = False
+        self.output_offset = 0  # bytes accepted for output so far
 
     # -- what a front end provides ------------------------------------------------------------
 
@@ -144,6 +145,9 @@ class LineConnection(Protocol):
 
     def output_drained(self) -> None:
         """The transport had to buffer output, and has now written all of it."""
+
+    def writing_marked(self, data: bytes, offset: int) -> None:
+        """``data``, of a `bytes` subclass the front end made, goes out at ``offset``."""
 
     @property
     def who(self) -> str:
@@ -234,7 +238,7 @@ class LineConnection(Protocol):
     def reply(self, reply) -> None:
         """Answer the line being handled: bytes now, or a Deferred / `ReplySlot` that is
         written when it fires, after the replies before it."""
-        if type(reply) is bytes:
+        if isinstance(reply, bytes):
             if self._replies:
                 self._queue(ReplySlot(self, reply))
             else:
@@ -276,6 +280,7 @@ class LineConnection(Protocol):
         """Write a line the server sends on its own (a delivered message), at once."""
         pending = self._pending
         if pending is not None and not self.backlog.paused:
+            self.output_offset += len(data)
             pending.append(data)  # _write's common case inline: once per delivery
         else:
             self._write(data)
@@ -313,6 +318,9 @@ class LineConnection(Protocol):
         if backlog.paused and backlog.overflows(len(data)):
             self._drop_slow_reader()
             return
+        if type(data) is not bytes:
+            self.writing_marked(data, self.output_offset)
+        self.output_offset += len(data)
         batch = self.factory.batch
         if not batch.depth:
             self.transport.write(data)
