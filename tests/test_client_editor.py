@@ -104,6 +104,12 @@ def test_a_long_line_scrolls_sideways_and_the_cursor_stays_on_screen(text, lefts
     assert editor.feed(Key.ENTER) == [Submit(text)]
 
 
+def test_a_long_prompt_on_a_narrow_terminal_keeps_its_end():
+    editor, _ = typed("bo", prompt="[Spartan] Enter username whom you want to chat with: ")
+    assert editor.view(40) == View("<want to chat with: bo", 22)  # half the width at most
+    assert editor.view(200).text == "[Spartan] Enter username whom you want to chat with: bo"
+
+
 def test_the_whole_line_is_drawn_when_it_is_left():
     editor, _ = typed("x" * 100)
     assert editor.view(40).text == "> " + "x" * 37

@@ -105,6 +105,22 @@ def _is_zero_width(char: str) -> bool:
     return wcwidth(char) == 0 and char not in "\t"
 
 
+def fit_prompt(prompt: str, columns: int) -> str:
+    """``prompt``, or its end after a ``<`` if it would take over half the terminal: the
+    line being edited must never wrap, or it could not be drawn again in place."""
+    room = max(columns // 2, 2)
+    if width(prompt) <= room:
+        return prompt
+    kept: list[str] = []
+    used = 1  # the "<"
+    for char in reversed(prompt):  # bounded by room
+        used += _char_width(char)
+        if used > room:
+            break
+        kept.append(char)
+    return "<" + "".join(reversed(kept))
+
+
 def common_prefix(words: list[str]) -> str:
     return os.path.commonprefix(words) if words else ""
 
@@ -266,12 +282,15 @@ class LineEditor:
 
         ``whole``: all of it, however wide (the terminal wraps it), for a line being left.
         """
-        if self.secret:
-            return View(self.prompt, width(self.prompt))
         if whole:
+            if self.secret:
+                return View(self.prompt, width(self.prompt))
             before = "".join(self._clusters[: self._cursor])
             return View(self.prompt + self.text, width(self.prompt) + width(before))
-        room = max(columns - width(self.prompt) - 1, 1)  # the last column stays free
+        prompt = fit_prompt(self.prompt, columns)
+        if self.secret:
+            return View(prompt, width(prompt))
+        room = max(columns - width(prompt) - 1, 1)  # the last column stays free
         clusters = self._clusters
         # The first cluster that may be shown with the cursor still on screen: bounded by
         # the room, however long the line.
@@ -288,8 +307,8 @@ class LineEditor:
             if used > room:
                 break
             shown.append(cluster)
-        column = width(self.prompt) + width("".join(clusters[self._scroll : self._cursor]))
-        return View(self.prompt + "".join(shown), column)
+        column = width(prompt) + width("".join(clusters[self._scroll : self._cursor]))
+        return View(prompt + "".join(shown), column)
 
     def _fits(self, room: int) -> bool:
         """The whole line takes at most ``room`` columns (looks no further than that)."""
