@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import termios
 
 import pyte
 from hypothesis import given
@@ -173,13 +174,14 @@ class Console:
 
     columns = 60
 
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
         self.lines: list[list[str]] = []
         self.eofs = 0
         self.interrupts = 0
         self.term = ConsoleTerminal(
             self.lines.append, self._eof, self._interrupt,
-            choices=lambda: ["bob", "charlie"], stdin_fd=None, columns=lambda: self.columns,
+            choices=lambda: ["bob", "charlie"], columns=lambda: self.columns,
+            **{"stdin_fd": None, **options},
         )  # fmt: skip
         self.transport = StringTransport()
         self.reader = self.term.stdio_protocol()
@@ -261,6 +263,29 @@ def test_tab_up_and_keys_reach_the_flow():
     assert console.eofs == 0
     console.keys(b"\x15\x04\x03")  # Ctrl-U, then Ctrl-D on the empty line; Ctrl-C
     assert (console.eofs, console.interrupts) == (1, 1)
+
+
+def test_ctrl_z_gives_the_terminal_back_while_stopped_and_takes_it_again_after():
+    leader, follower = os.openpty()  # a real terminal for the modes
+    try:
+        modes = []
+
+        def stop_process():  # the shell's view while the client is stopped
+            modes.append(termios.tcgetattr(follower)[3] & termios.ICANON)
+
+        console = Console(stdin_fd=follower, stop_process=stop_process)
+        assert termios.tcgetattr(follower)[3] & termios.ICANON == 0  # raw while running
+        console.term.show([Prompt("> ")])
+        console.keys(b"typed")
+        console.keys(b"\x1a")
+        assert modes == [termios.ICANON]  # the shell got its line mode back
+        assert termios.tcgetattr(follower)[3] & termios.ICANON == 0
+        assert console.transport.value().endswith(b"> typed")  # drawn again on resuming
+        console.term.restore()
+        assert termios.tcgetattr(follower)[3] & termios.ICANON
+    finally:
+        os.close(leader)
+        os.close(follower)
 
 
 def test_utf8_split_between_reads_and_a_pasted_crlf():

@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import codecs
 import os
+import signal
 import termios
 from collections.abc import Callable
 
 from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
 
-from spartan.client.editor import Interrupt, Key, Leave, LineEditor, ListChoices, Submit, View
+from spartan.client.editor import (
+    Interrupt,
+    Key,
+    Leave,
+    LineEditor,
+    ListChoices,
+    Submit,
+    Suspend,
+    View,
+)
 from spartan.client.editor import width as text_width
 from spartan.client.flow import Effect, ErasePrompt, Newline, Prompt, Show
 from spartan.client.terminal import Closing, TerminalMode
@@ -50,6 +60,7 @@ _CONTROL_KEYS = {
     b"\x17": Key.KILL_WORD,  # Ctrl-W
     b"\x03": Key.CTRL_C,
     b"\x04": Key.CTRL_D,
+    b"\x1a": Key.CTRL_Z,
 }
 _FUNCTION_KEYS = {
     insults.ServerProtocol.UP_ARROW: Key.UP,
@@ -126,6 +137,7 @@ class ConsoleTerminal(insults.TerminalProtocol):
         choices: Callable[[], list[str]] = list,
         stdin_fd: int | None = 0,
         columns: Callable[[], int] = lambda: terminal_columns(1),
+        stop_process: Callable[[], object] = lambda: os.kill(os.getpid(), signal.SIGTSTP),
     ) -> None:
         self._on_lines = on_lines
         self._on_eof = on_eof
@@ -141,6 +153,7 @@ class ConsoleTerminal(insults.TerminalProtocol):
         self._typed: list[str] = []  # text read, not yet given to the editor
         self._after_cr = False
         self._mode = TerminalMode(stdin_fd)
+        self._stop_process = stop_process
         self._ended = False
         self.closed = False
         self._closing = Closing()
@@ -204,9 +217,25 @@ class ConsoleTerminal(insults.TerminalProtocol):
                     self._on_eof()
                 case Interrupt():
                     self._on_interrupt()
+                case Suspend():
+                    self._suspend()
                 case ListChoices(choices):
                     self._erase()
                     self._write(printable("  ".join(choices)) + "\n")
+
+    def _suspend(self) -> None:
+        """Ctrl-Z, as the terminal would do it in its own mode: stop until ``fg``.
+
+        The terminal goes back to the shell as it was; once the client runs again, raw
+        mode comes back and the line is drawn again.
+        """
+        if self._stdin_fd is None:
+            return  # not a real terminal: no job control to hand over to
+        self.restore()
+        self._stop_process()  # returns once continued
+        self._mode.change(_raw)
+        self._shown = None  # the shell wrote meanwhile: the line starts afresh
+        self._draw()
 
     def _leave_input_line(self) -> None:
         """Enter: the whole line stays on screen, and the cursor goes below it."""

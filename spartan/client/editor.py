@@ -7,7 +7,8 @@ Theory of operation
 * The editor owns one line: a prompt (set by the flow) and what the user typed so far.
   `LineEditor.feed` takes one key (a `Key`, or text to insert) and returns the actions it
   causes: `Submit` a line (Enter), `Leave` (Ctrl-D on an empty line), `Interrupt`
-  (Ctrl-C), `ListChoices` (Tab with several possible completions, twice).  It never
+  (Ctrl-C), `Suspend` (Ctrl-Z), `ListChoices` (Tab with several possible completions,
+  twice).  It never
   writes anything; the terminal adapter asks `LineEditor.view` for the line to draw after
   each read and draws it, so a message shown meanwhile can be printed above the line and
   the line drawn again as it was, cursor and all.
@@ -52,6 +53,7 @@ class Key(enum.Enum):
     KILL_WORD = "ctrl-w"
     CTRL_C = "ctrl-c"
     CTRL_D = "ctrl-d"
+    CTRL_Z = "ctrl-z"
 
 
 # -- actions --------------------------------------------------------------------------------
@@ -75,13 +77,18 @@ class Interrupt:
 
 
 @dataclass(frozen=True, slots=True)
+class Suspend:
+    """Ctrl-Z: stop the client for now (the shell's ``fg`` resumes it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ListChoices:
     """Tab twice with several completions: show them."""
 
     choices: tuple[str, ...]
 
 
-Action = Submit | Leave | Interrupt | ListChoices
+Action = Submit | Leave | Interrupt | Suspend | ListChoices
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +199,8 @@ class LineEditor:
                 return self._complete(choices or [], list_them=tabbed)
             case Key.CTRL_C:
                 return [Interrupt()]
+            case Key.CTRL_Z:
+                return [Suspend()]
             case Key.CTRL_D:
                 if not self._clusters:
                     return [Leave()]
