@@ -49,7 +49,6 @@ from spartan.core.errors import ChatError
 from spartan.core.names import GROUP_PREFIX, is_name
 from spartan.irc import numerics as N
 from spartan.irc.lines import (
-    COMMAND,
     MAX_BODY,
     clean_text,
     format_line,
@@ -302,9 +301,13 @@ class IRCGateway(LineConnection):
         if parsed is None:
             return None  # IRC ignores empty lines
         command, params = parsed
+        spec = COMMANDS.get(command)  # the table's words are all COMMAND-shaped
         if command in _NAME_PARAMS and params:
-            params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
-        spec = COMMANDS.get(command) if COMMAND.match(command) else None
+            names, canonical = params[0], self.factory.canonical
+            params[0] = (
+                canonical(names) if "," not in names
+                else ",".join(canonical(name) for name in names.split(","))
+            )  # fmt: skip
         if spec is None:
             return self._numeric(N.ERR_UNKNOWNCOMMAND, command[:20], "Unknown command")
         if self.session is None and not spec.before_registration:
