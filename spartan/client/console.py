@@ -126,8 +126,6 @@ class ConsoleTerminal(insults.TerminalProtocol):
     lines entered to ``on_lines``, Ctrl-D on an empty line to ``on_eof``, Ctrl-C to
     ``on_interrupt``; `show` for the flow's screen effects."""
 
-    tty = True
-
     def __init__(
         self,
         on_lines: Callable[[list[str]], object],
