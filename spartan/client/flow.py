@@ -59,9 +59,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spartan.native import wire
 from spartan.client.hosts import Address, HostRotation
 from spartan.client.text import clean_input, split_message
+from spartan.core.names import ACTION_PREFIX
+from spartan.native import wire
 
 # -- effects -------------------------------------------------------------------------------
 
@@ -146,7 +147,6 @@ QUIT_TIMEOUT = 3.0  # seconds to wait for the server's OK BYE before leaving any
 MAX_RECONNECT_ATTEMPTS = 100  # with the backoff capped at 30 s: about 50 minutes
 MAX_LINE = 4096  # bytes: the server's --max-line, for a whole command line
 MAX_CLIENT_ID = 64  # characters, the protocol's limit
-ACTION = "/me "  # a message that starts with it is an action: "* bob waves"
 COMMANDS = ("/switch", "/users", "/help", "/quit")
 REMEMBERED = 10_000  # message keys kept to skip duplicates
 
@@ -175,7 +175,7 @@ def _default_ids() -> Callable[[], str]:
 
 def _is_text(line: str) -> bool:
     """A chat line that starts with / but is a message: //text, or an action (/me waves)."""
-    return line.startswith("//") or line.startswith(ACTION)
+    return line.startswith("//") or line.startswith(ACTION_PREFIX)
 
 
 def _display(conversation: str) -> str:
@@ -458,7 +458,7 @@ class ClientFlow:
             case State.ASK_GROUP:
                 return list(self._groups) + list(COMMANDS)
             case State.CHAT:
-                return names + list(COMMANDS) + [ACTION.strip()]
+                return names + list(COMMANDS) + [ACTION_PREFIX.strip()]
             case State.MENU:
                 return list(COMMANDS)
         return []
@@ -674,8 +674,8 @@ class ClientFlow:
             self._shown_order.append(key)
             if len(self._shown_order) > REMEMBERED:
                 self._shown.discard(self._shown_order.popleft())
-            if message.text.startswith(ACTION):
-                lines.append(f"* {message.sender} {message.text[len(ACTION):]}")
+            if message.text.startswith(ACTION_PREFIX):
+                lines.append(f"* {message.sender} {message.text[len(ACTION_PREFIX):]}")
             else:
                 lines.append(f"[{message.sender}] {message.text}")
         return lines, last
