@@ -37,8 +37,9 @@ Theory of operation
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
-from collections import deque
+from operator import itemgetter
 from typing import NamedTuple
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -84,6 +85,7 @@ _SEND_REFUSALS = {
 
 
 _NONE: frozenset[str] = frozenset()
+_END = itemgetter(0)  # where a mark's message ends in the output stream
 
 
 class _Marked(bytes):
@@ -140,6 +142,7 @@ class IRCGateway(LineConnection):
     def __init__(self) -> None:
         super().__init__()
         self.registration = Registration()
+        self.nick: str | None = None  # as registration has it (read once per message)
         # Empty collections are shared until first changed: an idle connection is smaller.
         self.caps: frozenset[str] = _NONE  # replaced whole by CAP REQ
         self.channels: list[str] = []  # joined, in order of joining
@@ -148,7 +151,7 @@ class IRCGateway(LineConnection):
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
         # What was written and is acknowledged once out: (end offset, label, id), in order.
-        self._marks: deque[tuple[int, str, int]] | None = None
+        self._marks: list[tuple[int, str, int]] | None = None
         self._ack_call = None
         self._quit_reason: str | None = None
         self._dropped = False
@@ -156,10 +159,6 @@ class IRCGateway(LineConnection):
         self.output_offset = 0  # bytes written to the connection so far
 
     # -- who --------------------------------------------------------------------------------
-
-    @property
-    def nick(self) -> str | None:
-        return self.registration.nick
 
     @property
     def ident(self) -> str:
@@ -182,6 +181,18 @@ class IRCGateway(LineConnection):
         return self.factory.chat
 
     # -- the connection layer's questions, in IRC's words ----------------------------------------
+
+    def connectionMade(self) -> None:
+        # A socket transport can say when its buffer is empty (see `_mark`).
+        self._socket = hasattr(self.transport, "producerPaused")
+        self._choose_encoding()
+        super().connectionMade()
+
+    def _choose_encoding(self) -> None:
+        """Messages with the ``@time`` tag or without: one bound method, kept, so that
+        `Delivery.encoded` finds its cached bytes by identity."""
+        encoder = self.factory.encoder
+        self._encode = encoder.tagged if "server-time" in self.caps else encoder.plain
 
     def handle_line(self, line: bytes):
         return self._collect(self._dispatch, line) or None
@@ -230,7 +241,7 @@ class IRCGateway(LineConnection):
         self._marks = None
 
     def output_drained(self) -> None:
-        if self._marks and self.session is not None:  # (None, or an empty deque: nothing)
+        if self._marks and self.session is not None:  # (None, or an empty list: nothing)
             if self._ack_call is not None and self._ack_call.active():
                 self._ack_call.cancel()
             self._flush_acks()
@@ -239,13 +250,13 @@ class IRCGateway(LineConnection):
         # Where each message ends in the output stream (`output_offset`), to acknowledge it
         # once the peer has the bytes: a reply holding messages carries their marks.
         if type(data) is _Marked:
-            if self._marks is None:
-                self._marks = deque()
             offset = self.output_offset
-            self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
-            self._ack_once_out()
+            for end, label, message_id in data.marks:
+                self._mark(offset + end, label, message_id)
         self.output_offset += len(data)
         super()._write(data)
+        if self._socket and self._marks and not self.factory.batch.depth:
+            self.transport.producerPaused = True  # written at once: as in `flush`
 
     push = _write  # every byte goes through the count above
 
@@ -361,6 +372,7 @@ class IRCGateway(LineConnection):
                 else:
                     caps.add(name)
             self.caps = frozenset(caps)
+            self._choose_encoding()
             self._send("CAP", nick, "ACK", " ".join(wanted))
         elif sub == "END":
             if self.registration.negotiating:
@@ -390,7 +402,7 @@ class IRCGateway(LineConnection):
             return None
         if not is_name(nick) or not self.chat.is_user(nick):
             return self._numeric(N.ERR_ERRONEUSNICKNAME, nick, "Not a Spartan user name")
-        self.registration.nick = nick
+        self.registration.nick = self.nick = nick
         return self._maybe_register()
 
     def irc_USER(self, params):
@@ -473,8 +485,7 @@ class IRCGateway(LineConnection):
     def _replay(self, unseen) -> None:
         """Say messages read from the store, unless already written; each is marked, to
         be acknowledged once the reply holding it is out."""
-        encoder = self.factory.encoder
-        encode = encoder.tagged if "server-time" in self.caps else encoder.plain
+        encode = self._encode
         for message, label in unseen:
             if message.id <= self._shown.get(label, 0):
                 continue
@@ -576,15 +587,27 @@ class IRCGateway(LineConnection):
         if self._closing:
             return
         label = delivery.conversation
-        if is_channel(label):
+        if label[:1] == GROUP_PREFIX:
             if label not in self.channels and label not in self._joining:
                 return
         elif delivery.message.sender == self.nick and "echo-message" not in self.caps:
             return  # our own direct message from another session: IRC clients expect none
-        if self.replies_waiting:
+        if self._replies:
             self.push_in_order(lambda: self._render(delivery))
+            return
+        # `_render` and `_write` inline: once per delivery, the fan-out's hot spot.
+        message = delivery.message
+        if message.id <= self._shown.get(label, 0):
+            return
+        self._shown[label] = message.id
+        data = delivery.encoded(self._encode)
+        self.output_offset = end = self.output_offset + len(data)
+        self._mark(end, label, message.id)
+        pending = self._pending
+        if pending is not None and not self.backlog.paused:
+            pending.append(data)
         else:
-            self.push(self._render(delivery))
+            LineConnection._write(self, data)
 
     def _render(self, delivery: Delivery) -> bytes:
         """A message as written right now: nothing if it was already written (a backlog
@@ -594,22 +617,25 @@ class IRCGateway(LineConnection):
         if message.id <= self._shown.get(label, 0):
             return b""
         self._shown[label] = message.id
-        encoder = self.factory.encoder
-        data = delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
-        if self._marks is None:
-            self._marks = deque()
-        self._marks.append((self.output_offset + len(data), label, message.id))
-        self._ack_once_out()
+        data = delivery.encoded(self._encode)
+        self._mark(self.output_offset + len(data), label, message.id)
         return data
 
-    def _ack_once_out(self) -> None:
-        transport = self.transport
-        if hasattr(transport, "producerPaused"):
-            # A socket transport resumes a producer it believes paused once its buffer is
-            # empty: `output_drained` looks at the socket right after the write.
-            transport.producerPaused = True
+    def _mark(self, end: int, label: str, message_id: int) -> None:
+        """The message ``message_id`` of ``label`` ends at ``end`` in the output stream."""
+        marks = self._marks
+        if marks is None:
+            marks = self._marks = []
+        marks.append((end, label, message_id))  # each its own: the peer may stop mid-write
         if self._ack_call is None:
             self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
+
+    def flush(self) -> None:
+        super().flush()
+        if self._socket and self._marks:
+            # A socket transport resumes a producer it believes paused once its buffer is
+            # empty: `output_drained` then looks at the socket right after the write.
+            self.transport.producerPaused = True
 
     def _flush_acks(self, wait: float = ACK_RECHECK) -> None:
         self._ack_call = None
@@ -622,10 +648,10 @@ class IRCGateway(LineConnection):
             return  # not all out of Twisted's buffer: `output_drained` comes back here
         else:
             through = self.output_offset
-        marks, acks = self._marks or (), {}
-        while marks and marks[0][0] <= through:
-            _, label, upto = marks.popleft()
-            acks[label] = upto
+        marks = self._marks or []
+        out = bisect.bisect_right(marks, through, key=_END)  # marks are in stream order
+        acks = {label: upto for _, label, upto in marks[:out]}  # the last of each label
+        del marks[:out]
         if marks and through is not self.output_offset:  # the peer has not all yet
             self._ack_call = self.factory.clock.callLater(
                 wait, self._flush_acks, min(wait * 2, ACK_RECHECK_MAX)
