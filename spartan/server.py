@@ -27,6 +27,7 @@ from spartan.backlog import Backlog
 from spartan.chat import Chat, ChatError, Delivery, Session
 from spartan.guard import Guard, IGuarded
 from spartan.limits import ConnectionCounter, ServerLimits
+from spartan.tokens import Token, session_tokens
 
 DEFAULT_MAX_LINE = 4096
 DEFAULT_MAX_PENDING = 1 << 20
@@ -183,13 +184,9 @@ class SpartanProtocol(LineReceiver):
             self._discarding = True
 
     def _line_too_long(self) -> None:
-        if not self._closing and self.guard.admit():
-            self._reply(
-                wire.format_error(
-                    "line-too-long",
-                    f"Lines are limited to {self.MAX_LENGTH} bytes; line discarded.",
-                )
-            )
+        self.refuse_line(
+            "line-too-long", f"Lines are limited to {self.MAX_LENGTH} bytes; line discarded."
+        )
 
     def lineReceived(self, line: bytes) -> None:
         if self._closing or not self.guard.admit():
@@ -311,6 +308,9 @@ class SpartanProtocol(LineReceiver):
         return _AFTER_LOGIN[type(command)](self, self.session, command)
 
     def _login(self, command: wire.Login):
+        return self._log_in(command.user, command.password)
+
+    def _log_in(self, user: str, credential):
         if self.session is not None or self._logging_in:
             raise ChatError("already-logged-in", "This connection is already logged in.")
         self._logging_in = True
@@ -327,8 +327,14 @@ class SpartanProtocol(LineReceiver):
             self._logging_in = False
             return result
 
-        d = self.factory.chat.login(command.user, command.password, self, peer)
+        d = self.factory.chat.login(user, credential, self, peer)
         return d.addCallback(logged_in).addBoth(done)
+
+    def refuse_line(self, code: str, sentence: str) -> None:
+        """Answer, in its turn, a line that cannot be read (too long, or a WebSocket frame
+        that is not text): one ``ERR``, counted by the flood guard like any line."""
+        if not self._closing and self.guard.admit():
+            self._reply(wire.format_error(code, sentence))
 
 
 _INTERNAL_ERROR = wire.format_error(
@@ -411,7 +417,45 @@ def _history(protocol, session, command):
         lines = _message_lines("HISTORY", label, messages)
         return b"".join(lines + [wire.format_ok("HISTORY", label, str(len(messages)))])
 
+    if command.before is not None:
+        return _history_before(session, command).addCallback(answer)
     return session.history(command.target, command.count).addCallback(answer)
+
+
+# -- paging back and session tokens (the browser client's commands) ------------------------
+
+
+def _history_before(session, command):
+    """HISTORY with a before-id: the page of messages older than what a client shows."""
+    chat = session.chat
+    conversation = chat.conversation(session.user, command.target)
+    label = conversation.label_for(session.user)
+    d = chat.store.recent(conversation.key, command.count, command.before)
+    return d.addCallbacks(lambda messages: (label, messages), chat._store_failed)
+
+
+def _resume(protocol, command):
+    token = Token(command.token)
+
+    def resumed(reply: bytes) -> bytes:
+        session_tokens(protocol.factory.chat).attach(token, protocol)
+        return wire.format_ok("RESUME", command.user)
+
+    session_tokens(protocol.factory.chat)  # so that the chat's login knows a Token
+    return protocol._log_in(command.user, token).addCallback(resumed)
+
+
+def _issue_token(protocol, session, command):
+    def issued(result) -> bytes:
+        token, expires = result
+        return wire.format_ok("TOKEN", token, wire.format_timestamp(expires))
+
+    return session_tokens(session.chat).issue(session.user).addCallback(issued)
+
+
+def _revoke(protocol, session, command):
+    d = session_tokens(session.chat).revoke(session.user, command.token, keep=protocol)
+    return d.addCallback(lambda _: wire.format_ok("REVOKE"))
 
 
 _BEFORE_LOGIN = {
@@ -420,6 +464,7 @@ _BEFORE_LOGIN = {
     wire.Ping: _ping,
     wire.Pong: _ping,
     wire.Quit: _quit,
+    wire.Resume: _resume,
 }
 _AFTER_LOGIN = {
     wire.Users: _users,
@@ -428,6 +473,8 @@ _AFTER_LOGIN = {
     wire.Open: _open,
     wire.Ack: _ack,
     wire.History: _history,
+    wire.IssueToken: _issue_token,
+    wire.Revoke: _revoke,
 }
 
 

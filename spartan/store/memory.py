@@ -18,6 +18,7 @@ class MemoryStore:
         self._by_client_id: dict[tuple[str, str], StoredMessage] = {}
         self._seen: dict[tuple[str, str], int] = {}
         self._last_id = 0
+        self._tokens: dict[str, tuple[str, float]] = {}  # digest -> (user, expires)
 
     def start(self) -> Deferred[None]:
         return succeed(None)
@@ -52,8 +53,13 @@ class MemoryStore:
         start = bisect.bisect_right(ids, after_id)
         return succeed(self._messages[conversation][start : start + limit] if ids else [])
 
-    def recent(self, conversation, limit):
-        return succeed(self._messages[conversation][-limit:] if conversation in self._messages else [])
+    def recent(self, conversation, limit, before=None):
+        if conversation not in self._messages or limit <= 0:
+            return succeed([])
+        end = len(self._ids[conversation])
+        if before is not None:
+            end = bisect.bisect_left(self._ids[conversation], before)
+        return succeed(self._messages[conversation][max(0, end - limit) : end])
 
     def seen(self, user, conversation):
         return succeed(self._seen.get((user, conversation), 0))
@@ -62,3 +68,20 @@ class MemoryStore:
         position = max(self._seen.get((user, conversation), 0), upto)
         self._seen[user, conversation] = position
         return succeed(position)
+
+    def add_token(self, digest, user, expires, now):
+        for old in [d for d, (_, until) in self._tokens.items() if until <= now]:
+            del self._tokens[old]
+        self._tokens[digest] = (user, expires)
+        return succeed(None)
+
+    def token_user(self, digest, now):
+        user, expires = self._tokens.get(digest, (None, 0.0))
+        if user is not None and expires <= now:
+            del self._tokens[digest]
+            user = None
+        return succeed(user)
+
+    def remove_token(self, digest):
+        self._tokens.pop(digest, None)
+        return succeed(None)

@@ -16,6 +16,8 @@ Theory of operation
   - ``cid:<sender>:<client id>``: the stream key and entry id of the message a client id
     produced (expires after `CLIENT_ID_TTL`; a client resends within minutes, not weeks).
   - ``seen:<user>``: a hash, conversation key -> seen position.
+  - ``token:<digest>``: a session token's user and expiry (``<expires> <user>``), with a
+    Redis expiry at the same time; the expiry is also checked against the injected clock.
 
 * ``append`` is one Lua script: dedupe check, ``INCR``, ``XADD``, ``SADD``, ``SET`` run
   atomically, so an id cannot be assigned without its message being stored or a client id
@@ -292,9 +294,12 @@ class RedisStore:
         )  # fmt: skip
         return d.addCallback(lambda entries: [_message(s, f, conversation) for s, f in entries])
 
-    def recent(self, conversation, limit):
+    def recent(self, conversation, limit, before=None):
+        if before is not None and before <= 1:
+            return succeed([])  # ids start at 1: nothing is older
+        end = "+" if before is None else f"{before - 1}-0"
         d = self.execute(
-            "execute_command", "XREVRANGE", _conversation_key(conversation), "+", "-",
+            "execute_command", "XREVRANGE", _conversation_key(conversation), end, "-",
             "COUNT", limit,
         )  # fmt: skip
         return d.addCallback(
@@ -308,6 +313,25 @@ class RedisStore:
     def mark_seen(self, user, conversation, upto):
         d = self.execute("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])
         return d.addCallback(int)
+
+    def add_token(self, digest, user, expires, now):
+        ttl = max(1, int(expires - now) + 1)  # Redis forgets it then; token_user checks too
+        d = self.execute(
+            "execute_command", "SET", f"{PREFIX}token:{digest}", f"{expires!r} {user}", "EX", ttl
+        )
+        return d.addCallback(lambda _: None)
+
+    def token_user(self, digest, now):
+        def found(value):
+            if not value:
+                return None
+            expires, _, user = value.partition(" ")
+            return user if float(expires) > now else None
+
+        return self.execute("get", f"{PREFIX}token:{digest}").addCallback(found)
+
+    def remove_token(self, digest):
+        return self.execute("delete", f"{PREFIX}token:{digest}").addCallback(lambda _: None)
 
 
 def _is_reply_error(error: Exception) -> bool:
