@@ -44,9 +44,9 @@ from twisted.logger import globalLogBeginner  # noqa: E402
 from twisted.python import failure  # noqa: E402
 
 from spartan import interpreter  # noqa: E402
-from spartan.chat import LOG_OFF, Chat  # noqa: E402
-from spartan.directory import DEMO  # noqa: E402
-from spartan.server import SpartanFactory  # noqa: E402
+from spartan.core.chat import LOG_OFF, Chat  # noqa: E402
+from spartan.core.directory import DEMO  # noqa: E402
+from spartan.native.protocol import SpartanFactory  # noqa: E402
 from spartan.store.memory import MemoryStore  # noqa: E402
 from spartan.store.sqlite import SQLiteStore  # noqa: E402
 

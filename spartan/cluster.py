@@ -33,7 +33,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from spartan.chat import Chat, Conversation, group_key
+from spartan.core.chat import Chat, Conversation
 from spartan.store import StoredMessage, StoreError
 from spartan.store.redis import PREFIX, RedisStore
 
@@ -51,20 +51,8 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 
-def conversation_from_key(chat: Chat, key: str) -> Conversation | None:
-    """Rebuild a conversation from its store key (``dm:alice:bob``, ``group:group1``)."""
-    kind, _, rest = key.partition(":")
-    if kind == "group" and chat.directory.is_group(rest):
-        return Conversation(group_key(rest), rest, True, chat.directory.groups[rest])
-    if kind == "dm":
-        first, _, second = rest.partition(":")
-        if chat.directory.is_user(first) and chat.directory.is_user(second):
-            return Conversation(key, second, False, (first, second))
-    return None
-
-
 class RedisCluster:
-    """`spartan.chat.Peers` over Redis pub/sub and a presence sorted set."""
+    """`spartan.core.chat.Peers` over Redis pub/sub and a presence sorted set."""
 
     log = Logger(namespace="spartan")
 
@@ -158,7 +146,7 @@ class RedisCluster:
         except (ValueError, KeyError, TypeError):
             self.log.warn("Ignoring a malformed cluster message: {data!r}", data=data[:200])
             return
-        conversation = conversation_from_key(self.chat, message.conversation)
+        conversation = self.chat.conversation_for_key(message.conversation)
         if conversation is None:
             self.log.warn("A message for an unknown conversation {key}", key=message.conversation)
             return

@@ -11,13 +11,13 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from spartan import interpreter
-from spartan.auth import make_authenticator
-from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
-from spartan.directory import DEMO, ConfigError, Directory, load_directory
+from spartan.core.auth import make_authenticator
+from spartan.core.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
+from spartan.core.directory import DEMO, ConfigError, Directory, load_directory
 from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
-from spartan.limits import RateConfig, ServerLimits
+from spartan.net.limits import RateConfig, ServerLimits
 from spartan.passwd import BadHash, parse_hash
-from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
+from spartan.native.protocol import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
 from spartan.store import MessageStore, StoreError
 from spartan.store.sqlite import check_database, store_from_options
 
@@ -329,7 +329,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
 def _endpoint(reactor, option: str, description: str, reuse_port: bool):
     try:
         if reuse_port:
-            from spartan.reuseport import endpoint_from_description
+            from spartan.net.reuseport import endpoint_from_description
 
             return endpoint_from_description(reactor, description)
         return endpoints.serverFromString(reactor, description)

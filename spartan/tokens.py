@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from spartan.errors import ChatError
+from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoreError
 
 DEFAULT_LIFETIME = 30 * 24 * 3600.0  # seconds a token lasts

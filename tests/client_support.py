@@ -10,7 +10,7 @@ import sys
 
 import pexpect
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.flow import ClientFlow, Connect, Exit, Reconnect, Send, StartTimer
 from spartan.client.terminal import render
 

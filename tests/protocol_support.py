@@ -8,10 +8,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan.chat import Chat
-from spartan.directory import DEMO
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
 from spartan.irc import IRCGatewayFactory
-from spartan.server import SpartanFactory
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 IRC_SERVER_NAME = "irc.test"

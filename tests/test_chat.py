@@ -4,9 +4,10 @@ import pytest
 from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 
-from spartan.chat import LOG_HIDDEN, LOG_OFF, Chat, direct_key
-from spartan.directory import DEMO, Directory
-from spartan.errors import ChatError
+from spartan.core.chat import LOG_HIDDEN, LOG_OFF, Chat
+from spartan.core.names import direct_key
+from spartan.core.directory import DEMO, Directory
+from spartan.core.errors import ChatError
 from spartan.store import StoreError
 from spartan.store.memory import MemoryStore
 

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.__main__ import parse_args
 from spartan.client.app import ClientApp
 from spartan.client.connection import (

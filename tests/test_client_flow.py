@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.flow import (
     MAX_RECONNECT_ATTEMPTS,
     ClientFlow,

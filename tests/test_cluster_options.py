@@ -6,8 +6,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from spartan.chat import SingleNode
-from spartan.reuseport import ReusePortEndpoint, endpoint_from_description
+from spartan.core.chat import SingleNode
+from spartan.net.reuseport import ReusePortEndpoint, endpoint_from_description
 from spartan.tap import Options, makeService
 
 

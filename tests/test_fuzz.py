@@ -6,11 +6,11 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.limits import RateConfig, ServerLimits
-from spartan.server import SpartanFactory
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.net.limits import RateConfig, ServerLimits
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 SETTINGS = settings(

@@ -7,12 +7,12 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import Directory
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import Directory
 from spartan.irc import IRCGatewayFactory
 from spartan.irc.lines import clean_text, format_line, parse_line, split_utf8
-from spartan.server import SpartanFactory
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 DIRECTORY = Directory(

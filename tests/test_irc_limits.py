@@ -5,8 +5,8 @@ StringTransport and a task.Clock (tests/protocol_support.py)."""
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
-from spartan.guard import IGuarded
-from spartan.limits import RateConfig, ServerLimits
+from spartan.net.guard import IGuarded
+from spartan.net.limits import RateConfig, ServerLimits
 from tests.protocol_support import Server, login, register
 
 PONG = ":irc.test PONG irc.test :{}"

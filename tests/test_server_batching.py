@@ -12,10 +12,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.server import SpartanFactory
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 

@@ -7,10 +7,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
-from spartan import server
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.server import SpartanFactory
+from spartan.native import protocol as server
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 
 
@@ -145,6 +145,21 @@ def test_group_message_is_encoded_once_and_the_same_bytes_reach_every_member(
     assert bob.lines() == charlie.lines() == eve.lines() == expected
     assert foo.lines() == [] and alice.lines() == []
     assert len(calls) == 1
+
+
+def test_unread_names_what_waits_oldest_first_and_forgets_what_is_acknowledged(connect):
+    alice, charlie = connect("alice"), connect("charlie")
+    assert alice.say("UNREAD") == ["OK UNREAD"]
+    charlie.say("SEND #group1 one")
+    charlie.say("SEND alice two")
+    charlie.say("SEND alice three")
+    alice.say("SEND charlie mine")
+    bob = connect("bob")
+    bob.say("SEND alice four")
+    assert alice.say("UNREAD")[-1] == "OK UNREAD #group1=1 charlie=2 bob=1"  # after live pushes
+    alice.say("ACK charlie 3")
+    assert alice.say("UNREAD") == ["OK UNREAD #group1=1 bob=1"]
+    assert connect("foo").say("UNREAD") == ["OK UNREAD"]
 
 
 def test_non_member_gets_an_error_for_every_group_command(connect):

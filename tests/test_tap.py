@@ -10,7 +10,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from spartan import tap
-from spartan.directory import DEMO
+from spartan.core.directory import DEMO
 
 
 def test_the_twistd_plugin_is_discovered():

@@ -3,8 +3,8 @@ what the browser client relies on to log in again after a reload and to scroll b
 
 from __future__ import annotations
 
-from spartan.auth import PasswordAuthenticator
-from spartan.directory import Directory
+from spartan.core.auth import PasswordAuthenticator
+from spartan.core.directory import Directory
 from spartan.passwd import hash_password
 from spartan.tokens import DEFAULT_LIFETIME, digest
 from tests.protocol_support import Server, login

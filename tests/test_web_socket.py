@@ -16,10 +16,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.threads import deferToThread
 from twisted.protocols.basic import LineReceiver
 
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.limits import RateConfig, ServerLimits
-from spartan.server import SpartanFactory
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.net.limits import RateConfig, ServerLimits
+from spartan.native.protocol import SpartanFactory
 from spartan.store.memory import MemoryStore
 from spartan.web import parse_origin, web_site
 from spartan.web.site import STATIC

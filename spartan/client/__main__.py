@@ -20,7 +20,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.internet.task import react
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.app import ClientApp
 from spartan.client.connection import EndpointFactory
 from spartan.client.flow import ClientFlow

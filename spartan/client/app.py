@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorCore
 from twisted.internet.stdio import StandardIO
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.connection import Backoff, EndpointFactory, ServerConnection
 from spartan.client.flow import (
     ClientFlow,

@@ -2,7 +2,7 @@
 The client's connection to the server: a line protocol, and connecting again with backoff.
 
 `ServerConnection` owns at most one connection at a time.  It reports what happens to
-a listener (`ConnectionListener`): connected, a line (already parsed by `spartan.wire`),
+a listener (`ConnectionListener`): connected, a line (already parsed by `spartan.native.wire`),
 disconnected, or a failed attempt.  It never decides anything: the flow says which
 address to dial (`Connect`: now; `Reconnect`: `reconnect()` waits the next `Backoff`
 delay first), and an endpoint factory turns an address into a TCP or TLS endpoint.
@@ -27,7 +27,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.hosts import Address
 
 try:

@@ -50,7 +50,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.hosts import Address, HostRotation
 from spartan.client.text import clean_input, split_utf8
 

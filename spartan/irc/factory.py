@@ -6,12 +6,14 @@ encodings of a delivered message (plain, and tagged with ``@time``).
 
 from __future__ import annotations
 
+from spartan.core.names import GROUP_PREFIX
+
 import time
 
 from twisted.internet.protocol import Protocol, ServerFactory
 
-from spartan import __version__, wire
-from spartan.chat import Chat, Delivery
+from spartan import __version__
+from spartan.core.chat import Chat, Delivery
 from spartan.irc.gateway import IRCGateway
 from spartan.irc.lines import (
     ACTION_PREFIX,
@@ -22,7 +24,7 @@ from spartan.irc.lines import (
     server_time,
     split_utf8,
 )
-from spartan.limits import ConnectionCounter, ServerLimits
+from spartan.net.limits import ConnectionCounter, ServerLimits
 
 DEFAULT_SERVER_NAME = "spartan"
 DEFAULT_MAX_LINE = 4096
@@ -97,7 +99,7 @@ class IRCGatewayFactory(ServerFactory):
         matches = [n for n in names if n.casefold() == folded]
         if len(matches) != 1:
             return name
-        return (wire.GROUP_PREFIX if channel else "") + matches[0]
+        return (GROUP_PREFIX if channel else "") + matches[0]
 
     def mask(self, nick: str) -> str:
         return f"{nick}!{nick}@{self.server_name}"

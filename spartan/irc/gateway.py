@@ -3,7 +3,7 @@ The IRC gateway's protocol: one IRC connection, from registration to ``QUIT``.
 
 Theory of operation
 -------------------
-* The gateway is one more adapter over the chat core, beside `spartan.server`: a nick is a
+* The gateway is one more adapter over the chat core, beside `spartan.native.protocol`: a nick is a
   Spartan user, a channel ``#group1`` is the group ``group1``, and ``PRIVMSG``/``NOTICE`` to
   a nick or a channel is a Spartan message.  The protocol knows only its factory; the
   factory knows only the `Chat`.
@@ -27,7 +27,7 @@ Theory of operation
   written after the reply, so a backlog is never interleaved with newer messages.
 * A peer that stops reading is dropped once ``max_pending`` bytes wait for it, as on the
   native port; its messages stay unseen.
-* The native port's limits hold here too (`spartan.guard`, which this protocol serves as
+* The native port's limits hold here too (`spartan.net.guard`, which this protocol serves as
   an `IGuarded`): each line the queue hands out is admitted by the guard first; a slowed
   connection stops taking lines from the queue and reading the socket.  In IRC's words:
   ``NOTICE <nick>`` to slow down, ``PING :<n>`` half way to the idle timeout (a ``PONG``,
@@ -38,6 +38,8 @@ Theory of operation
 
 from __future__ import annotations
 
+from spartan.core.names import GROUP_PREFIX, is_name
+
 import fnmatch
 from collections import deque
 from typing import TYPE_CHECKING
@@ -47,11 +49,10 @@ from twisted.logger import Logger
 from twisted.words.protocols import irc
 from zope.interface import implementer
 
-from spartan import wire
-from spartan.backlog import Backlog
-from spartan.chat import Delivery, Session, direct_key
-from spartan.errors import ChatError
-from spartan.guard import Guard, IGuarded
+from spartan.net.backlog import Backlog
+from spartan.core.chat import Delivery, Session
+from spartan.core.errors import ChatError
+from spartan.net.guard import Guard, IGuarded
 from spartan.irc.lines import (
     COMMAND,
     MAX_BODY,
@@ -418,7 +419,7 @@ class IRCGateway(irc.IRC):
                     "Nicks are Spartan user names: reconnect to use another user",
                 )
             return None
-        if not wire.is_name(nick) or not self.factory.chat.directory.is_user(nick):
+        if not is_name(nick) or not self.factory.chat.directory.is_user(nick):
             return self._numeric(ERR_ERRONEUSNICKNAME, nick, "Not a Spartan user name")
         self.nick = nick
         return self._maybe_register()
@@ -499,11 +500,10 @@ class IRCGateway(irc.IRC):
     def _deliver_direct_backlog(self):
         """The direct messages the user has not seen, oldest first; then they are seen."""
         session = self.session
-        keys = yield self.factory.chat.store.conversations()
         unseen = []
-        for other in self.factory.chat.directory.users:
-            if other != session.user and direct_key(session.user, other) in keys:
-                label, messages = yield session.open(other)
+        for label, _ in (yield session.unread()):
+            if not is_channel(label):
+                label, messages = yield session.open(label)
                 unseen.extend((m, label) for m in messages)
         unseen.sort(key=lambda pair: pair[0].id)
         self._replay(unseen)
@@ -595,7 +595,7 @@ class IRCGateway(irc.IRC):
                 if not quiet:
                     self._numeric(*error)
                 return None
-        elif not wire.is_name(target) or not chat.directory.is_user(target):
+        elif not is_name(target) or not chat.directory.is_user(target):
             if not quiet:
                 self._numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
             return None
@@ -801,7 +801,7 @@ class IRCGateway(irc.IRC):
         wanted = set(params[0].split(",")) if params and params[0] else None
         self._numeric(RPL_LISTSTART, "Channel", "Users  Name")
         for group in directory.groups_of(self.nick):
-            channel = wire.GROUP_PREFIX + group
+            channel = GROUP_PREFIX + group
             if wanted is None or channel in wanted:
                 self._numeric(RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
         self._numeric(RPL_LISTEND, "End of /LIST")

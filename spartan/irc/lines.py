@@ -5,13 +5,15 @@ cut message text to fit.  Pure functions, no Twisted, no I/O; nothing here raise
 
 from __future__ import annotations
 
+from spartan.core.names import GROUP_PREFIX, direct_pair
+
 import re
 from typing import TYPE_CHECKING
 
-from spartan import wire
+from spartan.native import wire
 
 if TYPE_CHECKING:
-    from spartan.chat import Delivery
+    from spartan.core.chat import Delivery
 
 MAX_BODY = 510  # RFC 1459: a line is at most 512 bytes with its CRLF, tags not counted
 ACTION_PREFIX = "/me "
@@ -104,7 +106,7 @@ def server_time(seconds: float) -> str:
 def dm_target(delivery: Delivery) -> str:
     """The nick a one-to-one message is addressed to on IRC: the participant not sending."""
     m = delivery.message
-    _, first, second = m.conversation.split(":", 2)
+    first, second = direct_pair(m.conversation)
     return second if m.sender == first else first
 
 
@@ -113,5 +115,5 @@ def is_server_name(name: str) -> bool:
 
 
 def is_channel(name: str) -> bool:
-    return name.startswith(wire.GROUP_PREFIX)
+    return name.startswith(GROUP_PREFIX)
 

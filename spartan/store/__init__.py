@@ -8,13 +8,14 @@ ids: positive integers, increasing in the order `append` was called.
 Session tokens (`spartan.tokens`) are kept here too, by their sha256 digest only, so that
 they survive a restart and are shared by the nodes of a cluster.
 
-Conversation keys are strings made by `spartan.chat`: ``dm:alice:bob`` (the two users,
+Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
 sorted) or ``group:group1``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -78,6 +79,13 @@ class MessageStore(Protocol):
 
     def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
         """Move the seen position forward (never back); fire with the new position."""
+
+    def unseen_counts(
+        self, user: str, conversations: Iterable[str]
+    ) -> Deferred[dict[str, tuple[int, int]]]:
+        """For each of ``conversations`` holding messages after ``user``'s seen position
+        that others sent: (how many, the id of the oldest).  Conversations with none are
+        left out.  One question for all of them: a login asks it."""
 
     def add_token(self, digest: str, user: str, expires: float, now: float) -> Deferred[None]:
         """Keep a session token's digest for ``user`` until ``expires`` (epoch seconds);

@@ -64,6 +64,18 @@ class MemoryStore:
     def seen(self, user, conversation):
         return succeed(self._seen.get((user, conversation), 0))
 
+    def unseen_counts(self, user, conversations):
+        counts = {}
+        for conversation in conversations:
+            ids = self._ids.get(conversation)
+            if not ids:
+                continue
+            start = bisect.bisect_right(ids, self._seen.get((user, conversation), 0))
+            unseen = [m.id for m in self._messages[conversation][start:] if m.sender != user]
+            if unseen:
+                counts[conversation] = (len(unseen), unseen[0])
+        return succeed(counts)
+
     def mark_seen(self, user, conversation, upto):
         position = max(self._seen.get((user, conversation), 0), upto)
         self._seen[user, conversation] = position

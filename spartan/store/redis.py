@@ -51,6 +51,7 @@ PREFIX = "spartan:"
 CLIENT_ID_TTL = 7 * 24 * 3600
 DEFAULT_RETENTION = 10_000  # messages kept per conversation (the most one OPEN returns)
 RECONNECT_MAX_DELAY = 2.0
+UNSEEN_SCAN_LIMIT = 10_000  # messages read per conversation to count what is unseen
 
 _APPEND = """
 local stream, dedupe = KEYS[2], KEYS[4]
@@ -309,6 +310,18 @@ class RedisStore:
     def seen(self, user, conversation):
         d = self.execute("hget", f"{PREFIX}seen:{user}", conversation)
         return d.addCallback(lambda position: int(position or 0))
+
+    @inlineCallbacks
+    def unseen_counts(self, user, conversations):
+        positions = yield self.execute("hgetall", f"{PREFIX}seen:{user}")
+        counts = {}
+        for conversation in conversations:
+            after = int(positions.get(conversation, 0))
+            messages = yield self.messages_after(conversation, after, UNSEEN_SCAN_LIMIT)
+            unseen = [m.id for m in messages if m.sender != user]
+            if unseen:
+                counts[conversation] = (len(unseen), unseen[0])
+        return counts
 
     def mark_seen(self, user, conversation, upto):
         d = self.execute("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])

@@ -77,6 +77,8 @@ _BY_CLIENT_ID = f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND client_id
 _MARK_SEEN = """INSERT INTO seen (user, conversation, upto) VALUES (?, ?, ?)
                 ON CONFLICT (user, conversation) DO UPDATE SET upto = MAX(upto, excluded.upto)"""
 _SEEN = "SELECT upto FROM seen WHERE user = ? AND conversation = ?"
+_UNSEEN = """SELECT COUNT(*), MIN(id) FROM messages WHERE conversation = ? AND id > COALESCE(
+    (SELECT upto FROM seen WHERE conversation = ? AND user = ?), 0) AND sender != ?"""
 _AFTER = f"""SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND id > ?
              ORDER BY id LIMIT ?"""
 _RECENT = f"""SELECT * FROM (SELECT {_COLUMNS} FROM messages WHERE conversation = ?
@@ -275,7 +277,7 @@ class SQLiteStore:
 
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
         """`append` without a Deferred: once committed, ``receiver.appended(message,
-        is_new)`` or ``receiver.failed(reason)`` (`spartan.chat.Session.post`; issue 6:
+        is_new)`` or ``receiver.failed(reason)`` (`spartan.core.chat.Session.post`; issue 6:
         a Deferred and its callbacks per SEND cost more than the rest of the store)."""
         if self._state != "open":
             receiver.failed(StoreError("the message store is not open"))
@@ -305,6 +307,9 @@ class SQLiteStore:
 
     def conversations(self):
         return self._call(self._conversations)
+
+    def unseen_counts(self, user, conversations):
+        return self._call(self._unseen_counts, user, list(conversations))
 
     def prune(self, now: float | None = None) -> Deferred[int]:
         """Apply the retention limits now, in small transactions; fire with rows deleted."""
@@ -358,6 +363,15 @@ class SQLiteStore:
     @staticmethod
     def _remove_token(conn, digest):  # worker thread
         conn.execute("DELETE FROM tokens WHERE digest = ?", (digest,))
+
+    @staticmethod
+    def _unseen_counts(conn, user, conversations):
+        counts = {}
+        for conversation in conversations:  # each an index range scan from the seen position
+            count, oldest = conn.execute(_UNSEEN, (conversation, conversation, user, user)).fetchone()
+            if count:
+                counts[conversation] = (count, oldest)
+        return counts
 
     @staticmethod
     def _conversations(conn):

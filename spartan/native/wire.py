@@ -25,39 +25,18 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from spartan.core import names
+from spartan.core.names import is_name, is_target
+
 CRLF = b"\r\n"
 PROTOCOL_VERSION = "1"
 
-# Names of users and groups: short, no spaces, no '#', '=' or ',' (those separate fields).
-NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}\Z")
+GROUP_PREFIX = names.GROUP_PREFIX  # clients name groups as the core does
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
 TOKEN = re.compile(r"[\x21-\x7e]{1,64}\Z")
 # C0 and C1 control characters and DEL; TAB is allowed inside message text.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 TELNET_IAC = b"\xff"
-
-GROUP_PREFIX = "#"
-
-
-def is_name(text: str) -> bool:
-    return NAME.match(text) is not None
-
-
-def is_target(text: str) -> bool:
-    """A conversation as a user names it: ``bob`` (a user) or ``#group1`` (a group)."""
-    if text in _targets_seen:  # a set lookup instead of a regex per SEND (issue 6)
-        return True
-    if not is_name(text[1:] if text.startswith(GROUP_PREFIX) else text):
-        return False
-    if len(_targets_seen) >= _TARGETS_SEEN_MAX:
-        _targets_seen.clear()
-    _targets_seen.add(text)
-    return True
-
-
-# Strings that is_target accepted, so that a SEND to the same target skips the regex.
-_targets_seen: set[str] = set()
-_TARGETS_SEEN_MAX = 10_000
 
 
 # -- commands (client -> server) -----------------------------------------------------------
@@ -91,6 +70,11 @@ class Send:
     target: str
     text: str
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +133,7 @@ class Revoke:
 
 
 Command = (
-    Help | Login | Users | Groups | Send | Open | Ack | History | Ping | Pong | Quit
+    Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
     | Resume | IssueToken | Revoke
 )
 
@@ -171,6 +155,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "LOGIN": ("LOGIN <user> [<password>]", "log in as a user"),
     "USERS": ("USERS", "list the users and who is online"),
     "GROUPS": ("GROUPS", "list my groups and their members"),
+    "UNREAD": ("UNREAD", "the conversations with messages I have not seen, and how many"),
     "SEND": (
         "SEND [id=<client-id>] <user|#group> <text>",
         "send a message; a resend with the same id is stored once",
@@ -294,6 +279,7 @@ _PARSERS = {
     "LOGIN": _parse_login,
     "USERS": _no_args("USERS", Users),
     "GROUPS": _no_args("GROUPS", Groups),
+    "UNREAD": _no_args("UNREAD", Unread),
     "SEND": _parse_send,
     "OPEN": _parse_target("OPEN", Open),
     "ACK": _parse_ack,

@@ -1,7 +1,7 @@
 """
 The Twisted adapter between connections and the chat core: a LineReceiver and its factory.
 
-Each line is parsed by `spartan.wire`, handed to the core, and the result formatted back.
+Each line is parsed by `spartan.native.wire`, handed to the core, and the result formatted back.
 Replies go out in the order the lines came even when the core answers later (a SEND
 waits for the store): each reply takes a slot in a queue that is written in order.
 
@@ -22,11 +22,12 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from spartan import __version__, wire
-from spartan.backlog import Backlog
-from spartan.chat import Chat, ChatError, Delivery, Session
-from spartan.guard import Guard, IGuarded
-from spartan.limits import ConnectionCounter, ServerLimits
+from spartan import __version__
+from spartan.native import wire
+from spartan.net.backlog import Backlog
+from spartan.core.chat import Chat, ChatError, Delivery, Session
+from spartan.net.guard import Guard, IGuarded
+from spartan.net.limits import ConnectionCounter, ServerLimits
 from spartan.tokens import Token, session_tokens
 
 DEFAULT_MAX_LINE = 4096
@@ -363,6 +364,12 @@ def _groups(protocol, session, command):
     return wire.format_ok("GROUPS", *(f"{g}={','.join(members)}" for g, members in session.groups()))
 
 
+def _unread(protocol, session, command):
+    return session.unread().addCallback(
+        lambda waiting: wire.format_ok("UNREAD", *(f"{label}={count}" for label, count in waiting))
+    )
+
+
 def _sent(m) -> bytes:
     # format_ok("SENT", ...) without its join and rstrip: once per SEND (issue 6).
     return f"OK SENT {m.id} {wire.format_timestamp(m.timestamp)}\r\n".encode()
@@ -469,6 +476,7 @@ _BEFORE_LOGIN = {
 _AFTER_LOGIN = {
     wire.Users: _users,
     wire.Groups: _groups,
+    wire.Unread: _unread,
     wire.Send: _send,
     wire.Open: _open,
     wire.Ack: _ack,

@@ -34,11 +34,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.auth import Authenticator, OpenDoor
-from spartan.directory import Directory
-from spartan.errors import ChatError
+from spartan.core.auth import Authenticator, OpenDoor
+from spartan.core.directory import Directory
+from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError
-from spartan.wire import GROUP_PREFIX
+from spartan.core.names import GROUP_PREFIX, direct_key, direct_pair, group_key, group_of_key
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
 CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
@@ -143,15 +143,6 @@ class SingleNode:
         return False
 
 
-def direct_key(a: str, b: str) -> str:
-    first, second = sorted((a, b))
-    return f"dm:{first}:{second}"
-
-
-def group_key(group: str) -> str:
-    return f"group:{group}"
-
-
 class Chat:
     """The registry of users and sessions, over a store.  The factory holds one."""
 
@@ -172,6 +163,7 @@ class Chat:
         self.message_log = message_log
         self._sessions: dict[str, list[Session]] = {}
         self._buffers: set[str] = set()
+        self._direct_keys: dict[str, set[str]] = {}  # user -> keys of their one-to-one buffers
         self.peers: Peers = SingleNode(self)
         # conversation() answers for (user, target), valid for one directory (issue 6).
         self._conversations: dict[tuple[str, str], Conversation] = {}
@@ -184,7 +176,8 @@ class Chat:
     @inlineCallbacks
     def start(self):
         yield self.store.start()
-        self._buffers = set((yield self.store.conversations()))
+        for key in (yield self.store.conversations()):
+            self._add_buffer(key)
         yield self.peers.start()
 
     @inlineCallbacks
@@ -243,6 +236,19 @@ class Chat:
             conversation = cache[user, target] = self._conversation(user, target)
         return conversation
 
+    def conversation_for_key(self, key: str) -> Conversation | None:
+        """The conversation stored under ``key``, if the directory still has it."""
+        directory = self.directory
+        group = group_of_key(key)
+        if group is not None:
+            if directory.is_group(group):
+                return Conversation(key, group, True, directory.groups[group])
+            return None
+        pair = direct_pair(key)
+        if pair is not None and all(directory.is_user(user) for user in pair):
+            return Conversation(key, pair[1], False, pair)
+        return None
+
     def _conversation(self, user: str, target: str) -> Conversation:
         if target.startswith(GROUP_PREFIX):
             group = target[len(GROUP_PREFIX) :]
@@ -258,9 +264,37 @@ class Chat:
             raise ChatError("bad-target", "You cannot chat with yourself.")
         return Conversation(direct_key(user, target), target, False, (user, target))
 
+    def _add_buffer(self, key: str) -> None:
+        self._buffers.add(key)
+        pair = direct_pair(key)
+        if pair is not None:
+            for user in pair:
+                self._direct_keys.setdefault(user, set()).add(key)
+
+    def keys_of(self, user: str) -> list[str]:
+        """The keys of every conversation of ``user`` that holds messages: its groups and
+        the one-to-one buffers it is in (an index, not a scan of the directory)."""
+        directory = self.directory
+        keys = [
+            key
+            for key in self._direct_keys.get(user, ())
+            if all(directory.is_user(u) for u in direct_pair(key))
+        ]
+        keys.extend(
+            key for key in map(group_key, directory.groups_of(user)) if key in self._buffers
+        )
+        return keys
+
+    def label(self, key: str, user: str) -> str:
+        """How ``user`` names the conversation ``key``: ``#group1``, or the other user."""
+        pair = direct_pair(key)
+        if pair is None:
+            return GROUP_PREFIX + group_of_key(key)
+        return pair[1] if pair[0] == user else pair[0]
+
     def _ensure_buffer(self, conversation: Conversation) -> None:
         if conversation.key not in self._buffers:
-            self._buffers.add(conversation.key)
+            self._add_buffer(conversation.key)
             prefix = "[Group] " if conversation.is_group else ""
             self.log.info(
                 "{prefix}Creating new buffer for key {name}", prefix=prefix, name=conversation.name
@@ -422,6 +456,18 @@ class Session:
             posting.appended(*d.result)  # answered at once: no callbacks (issue 6)
         else:
             d.addCallbacks(posting.appended_pair, posting.failed)
+
+    def unread(self) -> Deferred[list[tuple[str, int]]]:
+        """The conversations with messages this user has not seen (sent by others):
+        fires with [(label, how many)], the one waiting longest first."""
+        chat, user = self.chat, self.user
+
+        def labelled(counts: dict[str, tuple[int, int]]) -> list[tuple[str, int]]:
+            waiting = sorted(counts.items(), key=lambda item: item[1][1])
+            return [(chat.label(key, user), count) for key, (count, _) in waiting]
+
+        d = chat.store.unseen_counts(user, chat.keys_of(user))
+        return d.addCallbacks(labelled, chat._store_failed)
 
     @inlineCallbacks
     def open(self, target: str):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 
-from spartan.wire import is_name
+from spartan.core.names import is_name
 
 
 class ConfigError(Exception):
