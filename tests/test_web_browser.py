@@ -32,6 +32,7 @@ class WebServer(TwistdServer):
         super().__init__(
             tmp_path,
             "--config", str(config), "--max-line", str(MAX_LINE), "--server-name", "irc.test",
+            "--burst", "0",  # the native clients here send more than a person types
             "--web-port", f"tcp:{self.web_port}:interface=127.0.0.1",
             "--irc-port", f"tcp:{self.irc_port}:interface=127.0.0.1",
         )  # fmt: skip
@@ -52,7 +53,7 @@ def server(tmp_path_factory):
     config = tmp_path / "team.toml"
     config.write_text(
         'users = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy",'
-        ' "pat", "quinn", "rita", "sam"]\n'
+        ' "pat", "quinn", "rita", "sam", "tom", "uma"]\n'
         '[groups]\nteam = ["dave", "erin", "frank", "gina"]\n'
         f'[passwords]\npat = "{hash_password(PASSWORD, n=2**10)}"\n'
     )
@@ -130,6 +131,13 @@ def test_group_chat_with_an_irc_client(page, server):
     page.say("hello erin, from the browser")
     erin.expect(r"^(@\S+ )?:dave!dave@irc\.test PRIVMSG #team :hello erin, from the browser$")
     erin.close()
+    # A message for another conversation: its count goes up and it moves to the top.
+    alice = native_client(server.port, "alice")
+    alice.send("SEND dave psst")
+    page.wait(lambda: list(page.conversations().items())[0] == ("alice", "alice online 1 unread"),
+              "alice's conversation first, with its count")
+    assert ("alice", "psst") not in page.messages()  # the open conversation stays as it was
+    alice.close()
 
 
 def test_a_late_joiner_sees_the_group_history(page, server):
@@ -229,7 +237,11 @@ def test_phone_width_and_keyboard_only(page, server):
         page.wait(lambda: page.driver.switch_to.active_element == page.by_label("Message"),
                   "the focus in the message box")
         ActionChains(page.driver).send_keys("typed without a mouse", Keys.ENTER).perform()
-        page.wait(lambda: page.messages()[-1] == ("carol", "typed without a mouse"), "sent")
+        try:
+            page.wait(lambda: page.messages()[-1:] == [("carol", "typed without a mouse")], "sent")
+        except AssertionError as e:
+            box = page.by_label("Message").get_attribute("value")
+            raise AssertionError(f"{e}; pending {page.pending()}, box {box!r}") from None
         page.button("Back to conversations").send_keys(Keys.ENTER)
         page.wait(lambda: page.driver.find_element("css selector", "nav").is_displayed(), "back")
     finally:
@@ -265,3 +277,49 @@ def test_server_killed_and_restarted_the_page_reconnects_and_nothing_is_lost(pag
     page.wait(lambda: len(page.messages()) == 3, "the conversation after a reload")
     assert len(set(page.messages())) == 3
     frank.close()
+
+
+def test_older_messages_load_as_you_scroll_up(page, server):
+    tom = native_client(server.port, "tom")
+    tom.send(*(f"SEND uma old {n:03d}" for n in range(120)))
+    last = [tom.expect(r"^OK SENT (\d+) ").group(1) for _ in range(120)][-1]
+    uma = native_client(server.port, "uma")  # uma reads them all elsewhere first
+    uma.send(f"ACK tom {last}")
+    uma.expect(rf"^OK ACK tom {last}$")
+    uma.close()
+    tom.close()
+    logged_in(page, "uma")
+    assert "unread" not in page.conversations()["tom"]  # nothing unseen
+    page.conversation("tom").click()
+    expected = [("tom", f"old {n:03d}") for n in range(120)]
+    page.wait(lambda: page.messages() == expected[-50:], "the last page")
+    for shown in (100, 120):
+        page.driver.execute_script("document.getElementById('messages').scrollTop = 0")
+        page.wait(lambda: page.messages() == expected[-shown:], f"{shown} messages")
+    assert not page.driver.find_element("id", "load-older").is_displayed()  # all there
+
+
+def test_long_text_is_split_on_character_boundaries(page):
+    pieces = page.driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+           import("./protocol.js").then((p) => done([
+             p.splitMessage("é".repeat(10), 5),
+             p.splitMessage("😀😀😀", 5),
+             p.splitMessage("x".repeat(12), 5),
+             p.splitMessage("a\\nb\\r\\n\\n c  ", 100),
+             p.splitMessage("ab\\u0007cd\\tef", 100),
+             p.splitMessage("one two three", 8),
+             p.splitMessage("   ", 100),
+           ]));"""
+    )
+    assert pieces == [
+        ["éé"] * 5,
+        ["😀"] * 3,
+        ["xxxxx", "xxxxx", "xx"],
+        ["a", "b", " c"],
+        ["ab cd\tef"],
+        ["one two", "three"],
+        [],
+    ]
+    # Notifications are asked for with a click, never on load.
+    assert page.driver.execute_script("return Notification.permission") == "default"

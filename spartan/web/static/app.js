@@ -194,6 +194,8 @@ function messageReceived(message) {
   }
   if (message.kind !== "MSG" || !isNew) return;
   conversation.activity = ++state.activity;
+  const sender = state.conversations.get(message.sender);
+  if (sender && !sender.isGroup) sender.online = true;  // writing now: online, whatever USERS said
   if (conversation.label === state.current) {
     if (!conversation.opening) {
       renderMessages({ follow: true });
