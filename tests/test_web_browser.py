@@ -248,6 +248,72 @@ def test_phone_width_and_keyboard_only(page, server):
         page.driver.set_window_size(1100, 720)
 
 
+def test_light_and_dark_themes_follow_the_system(page):
+    def colours():
+        return page.driver.execute_script(
+            """const style = getComputedStyle(document.body);
+               return [style.backgroundColor, style.color];"""
+        )
+
+    def luminance(colour):
+        red, green, blue = (int(v) for v in re.findall(r"\d+", colour)[:3])
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    try:
+        for scheme in ("light", "dark"):
+            page.driver.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia",
+                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+            )
+            background, text = colours()
+            contrast = luminance(text) - luminance(background)
+            assert abs(contrast) > 150, (scheme, background, text)  # readable
+            assert (contrast < 0) == (scheme == "light"), (scheme, background, text)
+    finally:
+        page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def test_a_failed_send_says_why_and_a_retry_sends_it_once(browser, tmp_path):
+    def config(*users):
+        path = tmp_path / f"{len(users)}.toml"
+        path.write_text(f"users = {list(users)!r}\n[groups]\n".replace("'", '"'))
+        return path
+
+    # The same database under another directory: vic is gone for a while, then back.
+    full, without_vic = config("walt", "vic"), config("walt")
+
+    def restart(directory):
+        server.stop()
+        server.args = tuple(str(directory) if a in (str(full), str(without_vic)) else a
+                            for a in server.args)
+        server.start()
+
+    server = WebServer(tmp_path, full).start()
+    try:
+        page = Page(browser, server.url)
+        page.open_fresh()
+        logged_in(page, "walt")
+        page.conversation("vic").click()
+        page.wait(lambda: page.by_label("Message").is_displayed(), "the conversation")
+        server.stop()
+        page.wait(lambda: "Connection lost" in page.banner(), "the banner")
+        page.say("are you there, vic?")
+        restart(without_vic)  # vic is unknown now: the waiting message is refused
+        page.wait(lambda: "Not sent: There is no user 'vic'." in page.pending()[0], "the reason")
+        restart(full)
+        page.wait(lambda: page.banner() == "", "the reconnection", timeout=30)
+        page.button("Retry").click()
+        page.wait(lambda: page.messages() == [("walt", "are you there, vic?")]
+                  and not page.pending(), "the message sent")
+        vic = native_client(server.port, "vic")
+        vic.send("OPEN walt")
+        vic.expect(r"^\* MSG \d+ \S+ walt walt are you there, vic\?$")
+        vic.expect(r"^OK OPEN walt 1$")
+        vic.close()
+    finally:
+        server.stop()
+
+
 def test_server_killed_and_restarted_the_page_reconnects_and_nothing_is_lost(page, server):
     logged_in(page, "erin")
     page.conversation("frank").click()
