@@ -314,6 +314,33 @@ def test_a_failed_send_says_why_and_a_retry_sends_it_once(browser, tmp_path):
         server.stop()
 
 
+def test_a_long_paste_keeps_under_the_flood_guard(browser, tmp_path):
+    config = tmp_path / "two.toml"
+    config.write_text('users = ["xena", "yann"]\n[groups]\n')
+    server = WebServer(tmp_path, config)
+    server.args = (*server.args, "--burst", "8", "--rate", "20")  # the last --burst counts
+    server.start()
+    try:
+        yann = native_client(server.port, "yann")
+        page = Page(browser, server.url)
+        page.open_fresh()
+        logged_in(page, "xena")
+        page.conversation("yann").click()
+        box = page.wait(lambda: page.by_label("Message"), "the message box")
+        lines = [f"line {n:02d} of the paste" for n in range(40)]  # five bursts' worth
+        page.driver.execute_script("arguments[0].value = arguments[1]", box, "\n".join(lines))
+        from selenium.webdriver.common.keys import Keys
+
+        box.send_keys(Keys.ENTER)
+        received = [yann.expect(r"^\* MSG \d+ \S+ xena xena (.*)$").group(1) for _ in lines]
+        assert received == lines
+        page.wait(lambda: len(page.messages()) == 40 and not page.pending(), "all confirmed")
+        assert page.banner() == "" and "rate-limited" not in server.log
+        yann.close()
+    finally:
+        server.stop()
+
+
 def test_server_killed_and_restarted_the_page_reconnects_and_nothing_is_lost(page, server):
     logged_in(page, "erin")
     page.conversation("frank").click()

@@ -6,6 +6,7 @@ WebSocket; a Twisted line client speaks the native protocol).
 
 from __future__ import annotations
 
+import json
 from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
 
 import pytest
@@ -271,7 +272,10 @@ async def test_the_page_is_served_with_a_csp_and_caching_headers(servers):
     )
     assert status == 304 and again == b""
     status, headers, body = await deferToThread(http_get, s.web_port, "/config.json")
-    assert status == 200 and body == b'{"maxLine": 200, "requirePasswords": false}'
+    limits = s.factory.limits.rate
+    assert status == 200 and json.loads(body) == {
+        "maxLine": 200, "requirePasswords": False, "rate": limits.rate, "burst": limits.burst
+    }
 
 
 @pytest.mark.parametrize(
@@ -327,6 +331,7 @@ def test_web_options_build_a_site_over_the_native_factory(tmp_path):
     assert (description, what) == ("tcp:8080", "web client")
     ws = site.resource.children[b"ws"]
     assert ws._factory.native is service.factory  # the shared layer, limits and count
-    assert site.resource.children[b"config.json"].body.endswith(b'"requirePasswords": true}')
+    settings = json.loads(site.resource.children[b"config.json"].body)
+    assert settings == {"maxLine": 4096, "requirePasswords": True, "rate": 5.0, "burst": 40}
     with pytest.raises(usage.UsageError, match="--web-origin"):
         Options().parseOptions(["--web-origin", "chat.example.org"])

@@ -9,8 +9,9 @@ The web site: the app's static files, its settings, and the WebSocket, on one `S
   directory listings are turned off.  Files are revalidated on each use (``no-cache`` with
   Last-Modified): no build step stamps file names, so an upgrade must show at once.
 * ``/config.json`` tells the page what it cannot guess: the longest line the server takes
-  (so that it splits long messages instead of having them refused) and whether every
-  user needs a password.
+  (so that it splits long messages instead of having them refused), the flood guard's
+  rate and burst (so that it paces a long paste instead of being cut off) and whether
+  every user needs a password.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ class WebSite(Site):
 def make_site(native_factory, origins=(), require_passwords: bool = False) -> WebSite:
     root = StaticFiles(str(STATIC))
     root.putChild(b"ws", WebSocketResource(LineSocketFactory(native_factory, origins)))
-    settings = {"maxLine": native_factory.max_line, "requirePasswords": bool(require_passwords)}
+    rate = native_factory.limits.rate
+    settings = {
+        "maxLine": native_factory.max_line,
+        "requirePasswords": bool(require_passwords),
+        "rate": rate.rate,  # so that the page paces a long paste instead of being dropped
+        "burst": rate.burst,
+    }
     root.putChild(b"config.json", Settings(settings))
     return WebSite(root)

@@ -27,7 +27,7 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/u;
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  config: { maxLine: 4096, requirePasswords: false },
+  config: { maxLine: 4096, requirePasswords: false, rate: 5, burst: 40 },
   user: null,
   token: null,
   conversations: new Map(),  // label ("bob", "#group1") -> conversation
@@ -36,6 +36,7 @@ const state = {
   attempt: 0,
   reconnectTimer: null,
   activity: 0,  // a counter: the conversation with the latest message has the highest
+  pace: { tokens: null, updated: 0 },  // the outbox's own token bucket (sendDelay)
 };
 let connection = null;
 
@@ -136,7 +137,7 @@ async function enter() {
   const open = state.current || sessionStorage.getItem(OPEN_KEY);
   if (open && state.conversations.has(open)) await openConversation(open);
   else renderConversation();
-  for (const item of state.outbox) if (!item.error) deliver(item);
+  pump();
 }
 
 function updateConversations(users, groups, unread) {
@@ -246,8 +247,12 @@ async function openConversation(label) {
 
 function acknowledge(conversation) {
   if (document.hidden) return;  // acknowledged when the tab is seen (visibilitychange)
-  const ids = [...conversation.messages.keys()];
-  const newest = ids.length ? Math.max(...ids) : 0;
+  // Only others' messages: my own are never unseen, and an ACK per SEND would double
+  // the lines a long paste sends (see sendDelay).
+  let newest = 0;
+  for (const message of conversation.messages.values()) {
+    if (message.sender !== state.user && message.id > newest) newest = message.id;
+  }
   if (newest > conversation.acked) {
     conversation.acked = newest;
     request(`ACK ${conversation.label} ${newest}`).catch(() => {
@@ -284,20 +289,53 @@ function composerSubmitted(event) {
   const room = state.config.maxLine - byteLength(`SEND id=${newClientId()} ${target} `);
   const pieces = splitMessage(input.value, room);
   input.value = "";
-  for (const text of pieces) {
-    const item = { cid: newClientId(), target, text, error: null };
-    state.outbox.push(item);
-    deliver(item, false);
-  }
+  for (const text of pieces) state.outbox.push({ cid: newClientId(), target, text, error: null });
   saveOutbox();
   renderPending();
+  pump();
 }
 
-async function deliver(item, save = true) {
-  if (connection === null || item.inFlight) return;  // sent again after the reconnect
+// Milliseconds the next SEND should wait.  The server's flood guard cuts off a
+// connection that stays over its rate (config.json: rate, burst), and the page would
+// then resend the same lines, and be cut off again: so the outbox keeps under it, with
+// a bucket half the size and a rate a fifth lower, leaving room for other commands.
+function sendDelay() {
+  const { rate, burst } = state.config;
+  if (!burst || !rate) return 0;
+  const pace = state.pace;
+  const now = performance.now();
+  const capacity = Math.max(1, Math.floor(burst / 2));
+  const refill = 0.8 * rate / 1000;  // tokens a millisecond
+  pace.tokens = pace.tokens === null ? capacity
+    : Math.min(capacity, pace.tokens + (now - pace.updated) * refill);
+  pace.updated = now;
+  pace.tokens -= 1;  // taken now, or reserved: the next one waits behind it
+  return pace.tokens >= 0 ? 0 : -pace.tokens / refill;
+}
+
+// Sends the outbox in order, paced (sendDelay), without waiting for each reply (they come
+// in order).  One pump at a time; it stops when the connection goes and is started again
+// by enter() after the reconnect, by a new message, or by Retry.
+async function pump() {
+  if (state.pumping) return;
+  state.pumping = true;
+  try {
+    while (connection !== null) {
+      const item = state.outbox.find((waiting) => !waiting.error && !waiting.inFlight);
+      if (!item) break;
+      const delay = sendDelay();
+      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+      if (connection !== null && !item.error && !item.inFlight && state.outbox.includes(item)) {
+        transmit(item);
+      }
+    }
+  } finally {
+    state.pumping = false;
+  }
+}
+
+async function transmit(item) {
   item.inFlight = true;
-  item.error = null;
-  if (save) saveOutbox();
   renderPending();
   try {
     const reply = await request(`SEND id=${item.cid} ${item.target} ${item.text}`);
@@ -317,7 +355,7 @@ async function deliver(item, save = true) {
           acknowledge(conversation);
         }
       }
-    } else {
+    } else if (reply.word !== "rate-limited") {  // that one: sent again after the reconnect
       item.error = reply.rest || reply.word;
     }
   } catch (error) {
@@ -543,7 +581,12 @@ function renderPending() {
       retry.type = "button";
       retry.className = "retry";
       retry.textContent = "Retry";
-      retry.addEventListener("click", () => deliver(item));
+      retry.addEventListener("click", () => {
+        item.error = null;
+        saveOutbox();
+        renderPending();
+        pump();
+      });
       row.querySelector(".meta").append(retry);
     }
     return row;
