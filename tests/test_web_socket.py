@@ -263,6 +263,8 @@ async def test_the_page_is_served_with_a_csp_and_caching_headers(servers):
     csp = headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "form-action 'none'" in csp  # no form ever submits: a password never lands in a URL
+    assert b"name=\"password\"" not in body
     assert headers["cache-control"] == "no-cache" and "last-modified" in headers
     assert headers["x-content-type-options"] == "nosniff"
     status, headers, _ = await deferToThread(http_get, s.web_port, "/app.js")
