@@ -46,7 +46,7 @@ from twisted.python import failure  # noqa: E402
 from spartan import interpreter  # noqa: E402
 from spartan.core.chat import LOG_OFF, Chat  # noqa: E402
 from spartan.core.directory import DEMO  # noqa: E402
-from spartan.native.protocol import SpartanFactory  # noqa: E402
+from spartan.native.protocol import NativeFactory  # noqa: E402
 from spartan.store.memory import MemoryStore  # noqa: E402
 from spartan.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -120,7 +120,7 @@ class Run:
         self.per_sender = messages // len(SENDERS)
         self.window, self.burst = window, burst
         self.chat = Chat(DEMO, store, reactor, message_log=LOG_OFF)
-        self.factory = SpartanFactory(self.chat)
+        self.factory = NativeFactory(self.chat)
         if isinstance(store, (SQLiteStore, NextTurnMemoryStore)):
             store.result_batch = self.factory.batch  # as spartan.tap wires it
         self.written: dict[CountingTransport, int] = {}

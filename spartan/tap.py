@@ -17,7 +17,8 @@ from spartan.core.directory import DEMO, ConfigError, Directory, load_directory
 from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
 from spartan.net.limits import RateConfig, ServerLimits
 from spartan.passwd import BadHash, parse_hash
-from spartan.native.protocol import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
+from spartan.native.protocol import NativeFactory
+from spartan.net.connection import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING
 from spartan.store import MessageStore, StoreError
 from spartan.store.sqlite import check_database, store_from_options
 
@@ -227,7 +228,7 @@ class SpartanService(service.Service):
 
     log = Logger(namespace="spartan")
 
-    def __init__(self, chat: Chat, factory: SpartanFactory, listeners: list, reactor) -> None:
+    def __init__(self, chat: Chat, factory: NativeFactory, listeners: list, reactor) -> None:
         self.chat = chat
         self.factory = factory
         self.listeners = listeners  # [(description, endpoint)]
@@ -289,16 +290,15 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         from spartan.cluster import join_cluster
 
         chat.peers = join_cluster(chat, options, reactor)
-    factory = SpartanFactory(
+    factory = NativeFactory(
         chat,
         max_line=options["max-line"],
         max_pending=options["max-pending"],
         limits=options["limits"],
     )
-    if hasattr(chat.store, "result_batch"):
-        # A store that answers later (a commit, off the reactor thread) fires a whole
-        # commit's Deferreds in one batch: one write per connection, not per message.
-        chat.store.result_batch = factory.batch
+    # A store that answers later (a commit, off the reactor thread) reports a whole
+    # commit inside the listeners' batch: one write per connection, not per message.
+    chat.store.output_batch = factory.batch
     listeners = [
         (description, _endpoint(reactor, "--port", description, options["reuse-port"]))
         for description in options["ports"]
@@ -312,6 +312,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
             max_pending=options["max-pending"],
             limits=options["limits"],
             connections=factory.connections,  # one count for both ports
+            batch=factory.batch,  # and one output batch
         )
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])

@@ -1,4 +1,4 @@
-"""The native port's limits on the IRC gateway (issue 8): flood control, registration and
+"""The native port's limits on the IRC gateway: flood control, registration and
 idle timeouts, connection limits shared with the native port.  No network, no real time:
 StringTransport and a task.Clock (tests/protocol_support.py)."""
 

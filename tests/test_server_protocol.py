@@ -1,7 +1,6 @@
 """The LineReceiver adapter over StringTransport: lines in, replies and pushes out."""
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -10,8 +9,8 @@ from twisted.internet.error import ConnectionDone
 from spartan.native import protocol as server
 from spartan.core.chat import Chat
 from spartan.core.directory import DEMO
-from spartan.native.protocol import SpartanFactory
-from spartan.store.memory import MemoryStore
+from spartan.native.protocol import NativeFactory
+from tests.store_support import HeldStore
 
 
 class Connection:
@@ -44,9 +43,9 @@ class Connection:
 def factory():
     clock = Clock()
     clock.advance(1764000000)
-    chat = Chat(DEMO, MemoryStore(), clock)
+    chat = Chat(DEMO, HeldStore(), clock)
     chat.start()
-    return SpartanFactory(chat, max_line=100, max_pending=2000, version="test")
+    return NativeFactory(chat, max_line=100, max_pending=2000, version="test")
 
 
 @pytest.fixture
@@ -233,19 +232,10 @@ def test_replies_stay_in_order_while_the_store_is_slow(connect, factory):
     alice = connect("alice")
     bob = connect("bob")
     store = factory.chat.store
-    pending = []
-    append = store.append
-
-    def slow_append(*args):
-        d = Deferred()
-        pending.append((d, args))
-        return d
-
-    store.append = slow_append
+    store.holding = True
     assert alice.say("SEND bob hi", "PING x") == []  # PING waits behind SEND
     assert bob.lines() == []  # not delivered before it is stored
-    d, args = pending.pop()
-    append(*args).chainDeferred(d)
+    store.release()
     assert alice.lines() == [alice_sent(1), "OK PONG x"]
     assert bob.lines() == ["* MSG 1 2025-11-24T16:00:00.000Z alice alice hi"]
 
@@ -299,11 +289,10 @@ def test_quit_says_goodbye_and_closes(connect):
 
 def test_quit_waits_for_earlier_replies(connect, factory):
     c = connect("alice")
-    pending = []
-    factory.chat.store.append = lambda *args: pending.append(Deferred()) or pending[-1]
+    factory.chat.store.holding = True
     assert c.say("SEND bob hi", "QUIT") == []
     assert not c.transport.disconnecting
-    pending[0].errback(Failure(RuntimeError("the disk caught fire")))
+    factory.chat.store.fail(Failure(RuntimeError("the disk caught fire")))
     assert c.lines()[0].startswith("ERR internal-error")
     assert c.transport.disconnecting
 

@@ -102,7 +102,7 @@ def test_messages_are_kept_in_sqlite_by_default_and_in_memory_on_request():
 
     durable = tap.makeService(parse(), MemoryReactor())
     assert isinstance(durable.chat.store, SQLiteStore)
-    assert durable.chat.store.result_batch == durable.factory.batch
+    assert durable.chat.store.output_batch is durable.factory.batch
     assert isinstance(tap.makeService(parse("--db", ":memory:"), MemoryReactor()).chat.store, MemoryStore)
 
 

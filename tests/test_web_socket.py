@@ -20,7 +20,7 @@ from twisted.protocols.basic import LineReceiver
 from spartan.core.chat import Chat
 from spartan.core.directory import DEMO
 from spartan.net.limits import RateConfig, ServerLimits
-from spartan.native.protocol import SpartanFactory
+from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
 from spartan.web import parse_origin, web_site
 from spartan.web.site import STATIC
@@ -52,7 +52,7 @@ class _Servers:
     def __init__(self, limits=None, origins=(), max_pending=1 << 20):
         self.chat = Chat(DEMO, MemoryStore(), reactor)
         self.chat.start()
-        self.factory = SpartanFactory(
+        self.factory = NativeFactory(
             self.chat, max_line=MAX_LINE, max_pending=max_pending, limits=limits
         )
         self.web = reactor.listenTCP(0, web_site(self.factory, origins), interface="127.0.0.1")

@@ -51,7 +51,7 @@ class Delivery:
     """One view of a message: the message and the conversation as its readers name it."""
 
     # The first wire format asked for is kept in two slots, any other in a dict made only
-    # then: no dict per message when every reader speaks one format (issue 6).
+    # then: no dict per message when every reader speaks one format.
     __slots__ = ("message", "conversation", "_encoder", "_data", "_encoded")
 
     def __init__(self, message: StoredMessage, conversation: str) -> None:
@@ -114,6 +114,13 @@ class Peers(Protocol):
     def left(self, user: str) -> None:
         """``user`` has no session left on this node."""
 
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
+
     def is_online(self, user: str) -> bool:
         """Whether ``user`` has a session on another node."""
 
@@ -138,6 +145,13 @@ class SingleNode:
 
     def left(self, user: str) -> None:
         pass
+
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
 
     def is_online(self, user: str) -> bool:
         return False
@@ -165,11 +179,11 @@ class Chat:
         self._buffers: set[str] = set()
         self._direct_keys: dict[str, set[str]] = {}  # user -> keys of their one-to-one buffers
         self.peers: Peers = SingleNode(self)
-        # conversation() answers for (user, target), valid for one directory (issue 6).
+        # conversation() answers for (user, target), valid for one directory.
         self._conversations: dict[tuple[str, str], Conversation] = {}
         self._conversations_of: Directory | None = None
         # A group's online sessions and their receive methods, made at its first message
-        # and forgotten at any login or logout: one flat loop per delivery (issue 6).
+        # and forgotten at any login or logout: one flat loop per delivery.
         self._group_receivers: dict[str, list[tuple[Session, Callable[[Delivery], None]]]] = {}
         self._receivers_of: Directory | None = None
 
@@ -213,6 +227,13 @@ class Chat:
             if not sessions:
                 del self._sessions[session.user]
                 self.peers.left(session.user)
+
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
 
     def is_online(self, user: str) -> bool:
         return user in self._sessions or self.peers.is_online(user)
@@ -317,7 +338,7 @@ class Chat:
     ) -> None:
         """Push a stored message to this node's sessions of its participants but ``origin``."""
         if conversation.is_group:
-            # Every member names a group alike: one view, no lookups per member (issue 6).
+            # Every member names a group alike: one view, no lookups per member.
             delivery = Delivery(message, conversation.label_for(message.sender))
             if self._receivers_of is not self.directory:  # membership may have changed
                 self._group_receivers.clear()
@@ -337,7 +358,7 @@ class Chat:
         for user in conversation.participants:
             sessions = self._sessions.get(user)
             if not sessions or (len(sessions) == 1 and sessions[0] is origin):
-                continue  # no view for the sender alone: one Delivery per message (issue 6)
+                continue  # no view for the sender alone: one Delivery per message
             label = conversation.label_for(user)
             delivery = views.get(label)
             if delivery is None:
@@ -369,8 +390,8 @@ class PostReply(Protocol):
 
 
 class _Posting:
-    """One SEND between the store and its reply: what `append_to` calls back (issue 6:
-    one object with slots instead of a Deferred, its callback list and closures)."""
+    """One message between the store and its reply: the store's `AppendReceiver`.  One small
+    object per message instead of a Deferred with its callback list and closures."""
 
     __slots__ = ("session", "conversation", "reply")
 
@@ -389,15 +410,27 @@ class _Posting:
                 return
         self.reply.sent(message)
 
-    def appended_pair(self, result: tuple[StoredMessage, bool]) -> None:
-        self.appended(*result)
-
     def failed(self, reason: BaseException | Failure) -> None:
         error = reason.value if isinstance(reason, Failure) else reason
         if isinstance(error, StoreError):
             self.reply.refused(self.session.chat._unavailable(error))
         else:
             self.reply.refused(reason)
+
+
+class _DeferredReply:
+    """A `PostReply` that fires a Deferred: for callers that want one (`Session.send`)."""
+
+    __slots__ = ("deferred",)
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[StoredMessage] = Deferred()
+
+    def sent(self, message: StoredMessage) -> None:
+        self.deferred.callback(message)
+
+    def refused(self, reason) -> None:
+        self.deferred.errback(reason)
 
 
 class Session:
@@ -415,47 +448,34 @@ class Session:
         directory = self.chat.directory
         return [(group, directory.groups[group]) for group in directory.groups_of(self.user)]
 
-    def send(
-        self, target: str, text: str, client_id: str | None = None
-    ) -> Deferred[StoredMessage]:
-        """Store a message and, once durable, deliver it; fires with the stored message."""
-        chat = self.chat
-        conversation = chat.conversation(self.user, target)
-        chat._ensure_buffer(conversation)
-        d = chat.store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
-
-        def stored(result: tuple[StoredMessage, bool]) -> StoredMessage:
-            message, is_new = result
-            if is_new:
-                chat.peers.publish(message, conversation, self)
-            return message
-
-        return d.addCallbacks(stored, chat._store_failed)
-
     def post(self, target: str, text: str, client_id: str | None, reply: PostReply) -> None:
-        """`send` for the server's hot path: the outcome goes to ``reply``, not a Deferred.
+        """Send a message: the one way in for every front end.
 
-        A bad target raises `ChatError` at once, as in `send`.  Then exactly one of
-        ``reply.sent(message)`` or ``reply.refused(reason)`` is called, maybe before this
-        returns (an in-memory store).  A Deferred and its callback chain per SEND were the
-        largest cost of a durable store's SENDs (issue 6): a store with ``append_to`` gets
-        one small object instead; any other store takes the Deferred path.
+        A bad target raises `ChatError` at once.  Then the store keeps the message and,
+        once it is durable, it is delivered and exactly one of ``reply.sent(message)`` or
+        ``reply.refused(reason)`` is called, maybe before this returns (the in-memory
+        store), else inside the store's output batch.
         """
         chat = self.chat
         conversation = chat.conversation(self.user, target)
-        if conversation.key not in chat._buffers:  # the call only for a new buffer (issue 6)
+        if conversation.key not in chat._buffers:
             chat._ensure_buffer(conversation)
-        posting = _Posting(self, conversation, reply)
-        store = chat.store
-        append_to = getattr(store, "append_to", None)
-        if append_to is not None:
-            append_to(conversation.key, self.user, text, chat.clock.seconds(), client_id, posting)
-            return
-        d = store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
-        if d.called and not d.paused and not isinstance(d.result, Failure):
-            posting.appended(*d.result)  # answered at once: no callbacks (issue 6)
-        else:
-            d.addCallbacks(posting.appended_pair, posting.failed)
+        chat.store.append_to(
+            conversation.key,
+            self.user,
+            text,
+            chat.clock.seconds(),
+            client_id,
+            _Posting(self, conversation, reply),
+        )
+
+    def send(
+        self, target: str, text: str, client_id: str | None = None
+    ) -> Deferred[StoredMessage]:
+        """`post`, firing a Deferred with the stored message (a `ChatError` if refused)."""
+        reply = _DeferredReply()
+        self.post(target, text, client_id, reply)
+        return reply.deferred
 
     def unread(self) -> Deferred[list[tuple[str, int]]]:
         """The conversations with messages this user has not seen (sent by others):
@@ -499,6 +519,13 @@ class Session:
         except StoreError as e:
             raise chat._unavailable(e) from None
         return conversation.label_for(self.user), position
+
+    def shown(self, target: str, upto: int) -> Deferred[int]:
+        """A front end without acknowledgements (IRC) showed the conversation up to
+        ``upto``, an id it was given: one store call, ordered before any read after it."""
+        conversation = self.chat.conversation(self.user, target)
+        d = self.chat.store.mark_seen(self.user, conversation.key, upto)
+        return d.addErrback(self.chat._store_failed)
 
     @inlineCallbacks
     def history(self, target: str, count: int):

@@ -5,11 +5,10 @@ cut message text to fit.  Pure functions, no Twisted, no I/O; nothing here raise
 
 from __future__ import annotations
 
-from spartan.core.names import GROUP_PREFIX, direct_pair
-
 import re
 from typing import TYPE_CHECKING
 
+from spartan.core.names import GROUP_PREFIX, direct_pair
 from spartan.native import wire
 
 if TYPE_CHECKING:

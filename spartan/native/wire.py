@@ -64,7 +64,7 @@ class Groups:
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, 2.5x the cost
-# of this one, once per SEND (issue 6).  Still hashable, compared and matched by value.
+# of this one, once per SEND.  Still hashable, compared and matched by value.
 @dataclass(slots=True, unsafe_hash=True)
 class Send:
     target: str
@@ -306,7 +306,7 @@ def decode_line(line: bytes) -> str | WireError:
     except UnicodeDecodeError:
         return WireError("bad-encoding", "Lines must be valid UTF-8.")
     # isprintable() (C, one pass) is False for every control character: the regex only
-    # for the rare line that has a TAB or another non-printable character (issue 6).
+    # for the rare line that has a TAB or another non-printable character.
     if not text.isprintable() and CONTROL.search(text):
         return WireError("control-character", "Lines must not contain control characters.")
     return text
@@ -315,13 +315,18 @@ def decode_line(line: bytes) -> str | WireError:
 def parse_command(line: bytes) -> Command | WireError:
     """Parse one line from a client.  Never raises."""
     if line.startswith(b"SEND ") and not line.endswith(b"\r") and TELNET_IAC not in line:
-        # The common line, in fewer steps (issue 6); the same result as the general path.
+        # The common line, in fewer steps; the same result as the general path.
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             text = ""
         if text and text.isprintable():
             return _parse_send(text[5:].strip(" "))
+    return parse_command_general(line)
+
+
+def parse_command_general(line: bytes) -> Command | WireError:
+    """`parse_command` without its SEND fast path: what the fast path must equal."""
     text = decode_line(line)
     if isinstance(text, WireError):
         return text
@@ -377,30 +382,39 @@ def format_push(*fields: str) -> bytes:
     return ("* " + " ".join(fields)).encode("utf-8") + CRLF
 
 
-# The last whole second formatted, and its text: strftime(gmtime()) was the largest single
-# cost per message (issue 6) and its result changes once a second.  And the last timestamp
-# formatted: a message's time is formatted twice in a row (OK SENT, then * MSG).  Tuples,
-# replaced whole, so a reader never sees a value paired with another value's text.
-_last_second: tuple[int, str] = (-1, "")
-_last_stamp: tuple[float, str] = (-1.0, "")
-# ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp (issue 6).
-_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+class TimestampFormatter:
+    """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``, cheaply.
 
+    It remembers the last whole second it formatted (strftime(gmtime()) was the largest
+    single cost per message, and its result changes once a second) and the last
+    timestamp (a message's time is formatted twice in a row: ``OK SENT``, then ``* MSG``).
+    Each is a tuple replaced whole, so a value is never paired with another's text.
+    """
 
-def format_timestamp(seconds: float) -> str:
-    """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``."""
-    global _last_second, _last_stamp
-    last_value, stamp = _last_stamp
-    if seconds == last_value:
+    __slots__ = ("_second", "_stamp")
+
+    # ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp.
+    _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+        self._stamp: tuple[float, str] = (-1.0, "")
+
+    def __call__(self, seconds: float) -> str:
+        last_value, stamp = self._stamp
+        if seconds == last_value:
+            return stamp
+        whole, ms = divmod(round(seconds * 1000), 1000)
+        cached_whole, text = self._second
+        if whole != cached_whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, text)
+        stamp = text + self._MILLIS[ms]
+        self._stamp = (seconds, stamp)
         return stamp
-    whole, ms = divmod(round(seconds * 1000), 1000)
-    cached_whole, text = _last_second
-    if whole != cached_whole:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _last_second = (whole, text)
-    stamp = text + _MILLIS[ms]
-    _last_stamp = (seconds, stamp)
-    return stamp
+
+
+format_timestamp = TimestampFormatter()
 
 
 def parse_timestamp(text: str) -> float | None:

@@ -45,7 +45,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from spartan.store import StoredMessage, StoreError
+from spartan.store import StoreBase, StoredMessage, StoreError
 
 PREFIX = "spartan:"
 CLIENT_ID_TTL = 7 * 24 * 3600
@@ -147,7 +147,7 @@ def _message(sid: str, fields: list, conversation: str) -> StoredMessage:
     )
 
 
-class RedisStore:
+class RedisStore(StoreBase):
     log = Logger(namespace="spartan")
 
     def __init__(
@@ -287,6 +287,17 @@ class RedisStore:
             return _message(sid, fields, key[len(PREFIX) + 2 :]), False
 
         return self.execute("eval", _APPEND, keys, args).addCallback(stored)
+
+    def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
+        def appended(result) -> None:
+            with self.output_batch:
+                receiver.appended(*result)
+
+        def failed(reason) -> None:
+            with self.output_batch:
+                receiver.failed(reason)
+
+        self.append(conversation, sender, text, timestamp, client_id).addCallbacks(appended, failed)
 
     def messages_after(self, conversation, after_id, limit):
         d = self.execute(

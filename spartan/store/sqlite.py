@@ -21,7 +21,7 @@ Theory of operation
   consecutive writes is one transaction; a read between two writes comes after the
   commit of the writes before it, so a read sees exactly the calls made before it, like
   `MemoryStore`.  Deferreds fire only after the commit returned, in call order, inside
-  ``result_batch`` (the server's output batching): an ``OK SENT`` means the row is
+  ``output_batch`` (the server's output batching): an ``OK SENT`` means the row is
   committed.
 * **Durability.**  WAL, with ``synchronous=FULL`` by default (``--sync full``: each commit
   fsyncs the WAL, so an ``OK SENT`` survives power loss) or ``NORMAL`` (``--sync normal``:
@@ -61,7 +61,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from spartan.store import StoredMessage, StoreError
+from spartan.store import StoreBase, StoredMessage, StoreError
 from spartan.store import schema
 
 _PRUNE_BATCH = 2000  # rows deleted per retention transaction
@@ -103,21 +103,6 @@ class _Failed:
         self.reason = reason
 
 
-class _ToDeferred:
-    """The receiver `append` gives `append_to`: fires its Deferred."""
-
-    __slots__ = ("d",)
-
-    def __init__(self, d: Deferred) -> None:
-        self.d = d
-
-    def appended(self, message: StoredMessage, is_new: bool) -> None:
-        self.d.callback((message, is_new))
-
-    def failed(self, reason: BaseException | Failure) -> None:
-        self.d.errback(reason)
-
-
 def _message(row: tuple) -> StoredMessage:
     return StoredMessage(*row)
 
@@ -134,7 +119,7 @@ def _insert_rows(count: int) -> str:
     return f"INSERT INTO messages ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
-class SQLiteStore:
+class SQLiteStore(StoreBase):
     log = Logger(namespace="spartan")
 
     def __init__(
@@ -177,10 +162,6 @@ class SQLiteStore:
         self._pruning = False
         self._last_logged = float("-inf")
         self._suppressed = 0
-        # Called before a job's Deferreds fire; what it returns is close()d after they all
-        # fired.  The server sets it to its factory's ``batch``, so that the replies and
-        # deliveries of a whole commit go out in one write per connection.
-        self.result_batch: Callable[[], Any] | None = None
         # Statistics, for tests and the benchmark.
         self.jobs = 0  # worker jobs run
         self.transactions = 0  # batches of writes committed
@@ -270,15 +251,7 @@ class SQLiteStore:
 
     # -- the interface ----------------------------------------------------------------------
 
-    def append(self, conversation, sender, text, timestamp, client_id=None):
-        d: Deferred = Deferred()
-        self.append_to(conversation, sender, text, timestamp, client_id, _ToDeferred(d))
-        return d
-
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
-        """`append` without a Deferred: once committed, ``receiver.appended(message,
-        is_new)`` or ``receiver.failed(reason)`` (`spartan.core.chat.Session.post`; issue 6:
-        a Deferred and its callbacks per SEND cost more than the rest of the store)."""
         if self._state != "open":
             receiver.failed(StoreError("the message store is not open"))
             return
@@ -411,8 +384,7 @@ class SQLiteStore:
             self._run()
         if isinstance(outcomes, Failure):  # a bug in _execute: fail everything it had
             outcomes = [_Failed(outcomes)] * len(operations)
-        batch = self.result_batch() if self.result_batch is not None else None
-        try:
+        with self.output_batch:
             for (kind, payload, d), outcome in zip(operations, outcomes):
                 if kind != _APPEND:
                     if type(outcome) is _Failed:
@@ -429,9 +401,6 @@ class SQLiteStore:
                         d.appended(*outcome)
                 except Exception:
                     self.log.failure("message store: a receiver of a stored message failed")
-        finally:
-            if batch is not None:
-                batch.close()
         if not self._pending and not self._in_flight and self._scheduled is None:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:

@@ -4,7 +4,7 @@ The WebSocket front end: the native protocol, one line per WebSocket text messag
 Theory of operation
 -------------------
 * A `LineSocket` is an autobahn WebSocket.  When it opens, it asks the native factory for
-  a protocol (`SpartanFactory.buildProtocol`, which also counts the connection against
+  a protocol (`NativeFactory.buildProtocol`, which also counts the connection against
   the shared limits) and connects it to a `LineTransport`: the native protocol cannot
   tell it from TCP.
 * In: a text message is one line, fed to the native protocol with its LF.  A binary
@@ -142,7 +142,7 @@ class LineSocketFactory(WebSocketServerFactory):
 
     def __init__(self, native, origins=()) -> None:
         super().__init__()
-        self.native = native  # the SpartanFactory whose protocol each WebSocket wraps
+        self.native = native  # the NativeFactory whose protocol each WebSocket wraps
         self.origins = {origin.lower() for origin in origins}
         limit = native.max_line * READ_LIMIT_LINES
         self.setProtocolOptions(
