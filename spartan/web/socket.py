@@ -12,7 +12,8 @@ Theory of operation
   (`SpartanProtocol.refuse_line`); a message over ``--max-line`` gets the native port's
   ``ERR line-too-long``.
 * Out: what the native protocol writes (whole CRLF-ended lines, often several at once)
-  goes out as one text message per line, without the CRLF.
+  goes out as one text message per line, without the CRLF, framed here (`text_frame`)
+  and written at once: a batch of lines stays one write.
 * Back-pressure: the native protocol registers its producer on the `LineTransport`, which
   puts it on the TCP (or TLS) transport under the WebSocket in place of twisted.web's
   own; so a peer that stops reading trips the native slow-reader limit, and the flood
@@ -20,6 +21,8 @@ Theory of operation
 """
 
 from __future__ import annotations
+
+import struct
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -30,6 +33,17 @@ CRLF = b"\r\n"
 # Messages up to this many times --max-line are read whole and refused with
 # ``ERR line-too-long``; a bigger one closes the WebSocket (1009), as memory is at stake.
 READ_LIMIT_LINES = 16
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A whole, unmasked text message, as a server sends it (RFC 6455, 5.2).  No extension
+    is ever negotiated (`LineSocketFactory`), so this is all a frame can be."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 class LineTransport:
@@ -48,9 +62,9 @@ class LineTransport:
             return
         lines = (self._partial + data).split(CRLF)
         self._partial = lines.pop()
-        send = self.socket.sendMessage
-        for line in lines:
-            send(line, isBinary=False)
+        # One write of all the frames: what the native protocol batched stays batched
+        # (autobahn's sendMessage would write, and log, once per line).
+        self.socket.transport.write(b"".join(map(text_frame, lines)))
 
     def writeSequence(self, data) -> None:
         self.write(b"".join(data))
@@ -111,6 +125,12 @@ class LineSocket(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "This page's origin may not connect.")
         return None
 
+    def dataReceived(self, data: bytes) -> None:
+        # The messages of one read are one batch, as the lines of one read are on the
+        # native port: their replies and deliveries go out in one write per connection.
+        with self.factory.native.batch:
+            super().dataReceived(data)
+
     def onOpen(self) -> None:
         self.line_transport = LineTransport(self, self.factory.native.clock)
         self.line_protocol = self.factory.native.buildProtocol(self.transport.getPeer())
@@ -146,7 +166,10 @@ class LineSocketFactory(WebSocketServerFactory):
         self.origins = {origin.lower() for origin in origins}
         limit = native.max_line * READ_LIMIT_LINES
         self.setProtocolOptions(
-            maxMessagePayloadSize=limit, maxFramePayloadSize=limit, webStatus=False
+            maxMessagePayloadSize=limit,
+            maxFramePayloadSize=limit,
+            webStatus=False,
+            perMessageCompressionAccept=lambda offers: None,  # text_frame writes plain frames
         )
 
     def origin_allowed(self, origin: str | None, host: str) -> bool:
