@@ -337,3 +337,12 @@ def test_web_options_build_a_site_over_the_native_factory(tmp_path):
     assert settings == {"maxLine": 4096, "requirePasswords": True, "rate": 5.0, "burst": 40}
     with pytest.raises(usage.UsageError, match="--web-origin"):
         Options().parseOptions(["--web-origin", "chat.example.org"])
+
+
+def test_text_frames_as_rfc_6455_writes_them():
+    from spartan.web.socket import text_frame
+
+    assert text_frame(b"Hello") == b"\x81\x05Hello"  # RFC 6455, 5.7
+    assert text_frame(b"x" * 256) == b"\x81\x7e\x01\x00" + b"x" * 256
+    big = b"y" * 65536
+    assert text_frame(big) == b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00" + big
