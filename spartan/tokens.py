@@ -26,10 +26,9 @@ import weakref
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from spartan.core.errors import ChatError
-from spartan.store import MessageStore, StoreError
+from spartan.store import MessageStore
 
 DEFAULT_LIFETIME = 30 * 24 * 3600.0  # seconds a token lasts
 TOKEN_BYTES = 32
@@ -59,13 +58,15 @@ def digest(token: str) -> str:
 class SessionTokens:
     """Issues, checks and revokes tokens; an `Authenticator` around the password one."""
 
-    log = Logger(namespace="spartan")
-
-    def __init__(self, store: MessageStore, clock, passwords, lifetime: float = DEFAULT_LIFETIME):
+    def __init__(
+        self, store: MessageStore, clock, passwords, store_failed, lifetime=DEFAULT_LIFETIME
+    ) -> None:
         self.store = store
         self.clock = clock
         self.passwords = passwords  # the Authenticator for password logins
         self.lifetime = lifetime
+        # An errback turning a StoreError into the user's ChatError (the chat core's).
+        self._unavailable_on_failure = lambda d: d.addErrback(store_failed)
         # digest -> connections logged in with it; weak, so a closed one simply goes away.
         self._holders: dict[str, weakref.WeakSet] = {}
 
@@ -112,20 +113,14 @@ class SessionTokens:
         """``holder`` (a connection with ``hang_up(code, sentence)``) logged in with it."""
         self._holders.setdefault(token.digest, weakref.WeakSet()).add(holder)
 
-    def _unavailable_on_failure(self, d: Deferred) -> Deferred:
-        def failed(failure):
-            failure.trap(StoreError)
-            self.log.error("Message store failed: {why}", why=failure.value)
-            raise ChatError("unavailable", "The message store is not available; try again.")
-
-        return d.addErrback(failed)
-
 
 def session_tokens(chat) -> SessionTokens:
     """The chat's `SessionTokens`, put around its authenticator the first time it is asked
     for: so every chat accepts tokens, and no other authenticator ever sees a `Token`."""
     authenticator = chat.authenticator
     if not isinstance(authenticator, SessionTokens):
-        authenticator = chat.authenticator = SessionTokens(chat.store, chat.clock, authenticator)
+        authenticator = chat.authenticator = SessionTokens(
+            chat.store, chat.clock, authenticator, chat._store_failed
+        )
     return authenticator
 

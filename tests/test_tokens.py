@@ -107,3 +107,21 @@ def test_history_pages_back_with_a_before_id():
     assert page == [page[0], "OK HISTORY bob 1"] and page[0].endswith(" m0")
     assert alice.send(f"HISTORY bob 3 {ids[0]}") == ["OK HISTORY bob 0"]
     assert alice.send("HISTORY bob 3 x")[-1].startswith("ERR bad-syntax ")
+
+
+def test_a_store_that_fails_gives_unavailable_and_changes_nothing():
+    from twisted.internet.defer import fail
+
+    from spartan.store import StoreError
+
+    server = Server()
+    alice = login(_connect(server), "alice")
+    token, _ = _token(alice)
+    store = server.chat.store
+    store.add_token = lambda *args: fail(StoreError("disk full"))
+    store.token_user = lambda *args: fail(StoreError("disk full"))
+    assert alice.send("TOKEN")[-1].startswith("ERR unavailable ")
+    assert _connect(server).send(f"RESUME alice {token}")[-1].startswith("ERR unavailable ")
+    assert alice.send(f"REVOKE {token}")[-1].startswith("ERR unavailable ")
+    del store.add_token, store.token_user  # the store is back: the token still works
+    assert _connect(server).send(f"RESUME alice {token}") == ["OK RESUME alice"]
