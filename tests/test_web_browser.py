@@ -53,7 +53,7 @@ def server(tmp_path_factory):
     config = tmp_path / "team.toml"
     config.write_text(
         'users = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy",'
-        ' "pat", "quinn", "rita", "sam", "tom", "uma"]\n'
+        ' "pat", "quinn", "rita", "sam", "tom", "uma", "nina", "otto"]\n'
         '[groups]\nteam = ["dave", "erin", "frank", "gina"]\n'
         f'[passwords]\npat = "{hash_password(PASSWORD, n=2**10)}"\n'
     )
@@ -246,6 +246,49 @@ def test_phone_width_and_keyboard_only(page, server):
         page.wait(lambda: page.driver.find_element("css selector", "nav").is_displayed(), "back")
     finally:
         page.driver.set_window_size(1100, 720)
+
+
+def test_a_desktop_notification_when_the_tab_is_hidden_once_allowed(page, server):
+    driver = page.driver
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": server.url.rstrip("/"), "permissions": ["notifications"]}
+    )
+    try:
+        logged_in(page, "nina")
+        # Granted beforehand, as if the button had been used (the next test clicks it).
+        assert driver.execute_script("return Notification.permission") == "granted"
+        assert not page.driver.find_element("id", "enable-notifications").is_displayed()
+        driver.execute_script(
+            """window.shown = [];
+               window.Notification = class extends Notification {
+                 constructor(title, options) { super(title, options); shown.push([title, options.body]); }
+               };
+               Object.defineProperty(document, "hidden", { get: () => window.tabHidden });
+               window.tabHidden = false;"""
+        )
+        otto = native_client(server.port, "otto")
+        otto.send("SEND nina while you look")
+        page.wait(lambda: page.conversations()["otto"].endswith("1 unread"), "the count")
+        assert driver.execute_script("return shown") == []  # the tab is seen: no notification
+        driver.execute_script("window.tabHidden = true")
+        otto.send("SEND nina while you are away")
+        page.wait(lambda: driver.execute_script("return shown") == [["otto", "while you are away"]],
+                  "the notification")
+        otto.close()
+    finally:
+        driver.execute_cdp_cmd("Browser.resetPermissions", {})
+
+
+def test_the_notification_button_asks_only_when_clicked(page, server):
+    driver = page.driver
+    logged_in(page, "otto")
+    driver.execute_script(
+        """window.asked = 0;
+           Notification.requestPermission = async () => { asked += 1; return "denied"; };"""
+    )
+    assert driver.execute_script("return asked") == 0
+    page.button("Enable notifications").click()
+    page.wait(lambda: driver.execute_script("return asked") == 1, "the question")
 
 
 def test_light_and_dark_themes_follow_the_system(page):
