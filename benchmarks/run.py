@@ -306,7 +306,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--cluster", action="store_true",
-                        help="then one node against two over Redis (benchmarks/cluster_bench.py)")
+                        help="then one SQLite node, one Redis node and two Redis nodes "
+                             "(benchmarks/cluster_bench.py)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -425,9 +426,9 @@ def main(argv=None) -> int:
         import cluster_bench  # benchmarks/ is this script's directory
 
         print()
-        print("One node against two over Redis:", flush=True)
+        print("One SQLite node, one Redis node and two Redis nodes, in the same runs:", flush=True)
         os.sched_setaffinity(0, range(os.cpu_count()))  # the nodes share both CPUs
-        cluster_bench.main(["--messages", "2000" if quick else "10000"])
+        cluster_bench.main(["--messages", "4000" if quick else "20000", "--runs", str(runs)])
     return 0 if report["exactly_once"] else 1
 
 

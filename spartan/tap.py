@@ -287,7 +287,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         authenticator=authenticator,
     )
     if options["redis"]:
-        from spartan.cluster import join_cluster
+        from spartan.cluster.nodes import join_cluster
 
         chat.peers = join_cluster(chat, options, reactor)
     factory = NativeFactory(

@@ -6,6 +6,8 @@ over the IRC gateway (`Native` and `IRC` say the same things in each protocol's 
 from __future__ import annotations
 
 import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
 from spartan.net.limits import ServerLimits
 from tests.protocol_support import IRC_SERVER_NAME, Server, login, register
@@ -158,3 +160,35 @@ def test_connections_over_the_limit_are_refused_in_their_protocol(speak):
     assert refused.closed
     assert (words[0].startswith("ERR too-many-connections") if speak is Native
             else words[-1].startswith("ERROR :Closing Link"))  # fmt: skip
+
+
+class NoDelayTransport(StringTransport):
+    """A transport that records what is asked of Nagle's algorithm, as TCP offers it."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled):
+        self.no_delay = enabled
+
+
+def test_every_connection_turns_nagle_off(speak):
+    # Output is already one write per connection per turn: Nagle would only hold a reply
+    # until the peer's delayed ACK (docs/performance.md, "Where each speed trick lives").
+    server = Server()
+    factory = server.factory if speak is Native else server.irc_factory
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 5000))
+    transport = NoDelayTransport()
+    protocol.makeConnection(transport)
+    assert transport.no_delay is True
+
+
+def test_a_connection_with_nothing_waiting_keeps_no_reply_queue(speak):
+    # An empty deque is 600 bytes, a third of an idle connection: made only when needed.
+    server = Server(store=HeldStore())
+    conn = speak.connect(server, "alice")
+    assert conn.protocol._replies is None
+    server.store.holding = True
+    conn.send(speak.message("bob", "waits"))
+    assert conn.protocol._replies  # a reply waits for the store
+    server.store.release()
+    assert not conn.protocol._replies

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
@@ -12,6 +14,7 @@ from spartan.core.chat import Chat
 from spartan.core.directory import Directory
 from spartan.irc import IRCGatewayFactory
 from spartan.irc.messages import MessageEncoder
+from spartan.store import StoredMessage
 from spartan.irc.lines import clean_text, format_line, parse_line, split_utf8
 from spartan.native.protocol import NativeFactory
 from spartan.net.connection import MAX_WAITING_REPLIES
@@ -592,3 +595,15 @@ def test_line_endings(end) -> None:
     client = world.connect()
     client.send("NICK alice", "USER a 0 * :A", end=end)
     assert numerics(client.lines())[0] == "001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=140), sender=st.sampled_from(["bob", "a" * 32]), tags=st.sampled_from(["", "time=x"]))
+def test_a_message_encodes_alike_on_the_one_line_fast_path_and_the_general_one(text, sender, tags):
+    encoder = MessageEncoder("irc.test")
+    message = StoredMessage(1, 0.0, "dm:alice:bob", sender, clean_text(text))
+    general = b"".join(
+        format_line(encoder.mask(sender), "PRIVMSG", "alice", piece, tags=tags)
+        for piece in encoder.pieces(message, "alice")
+    )
+    assert encoder.lines(message, "alice", "PRIVMSG", tags) == general

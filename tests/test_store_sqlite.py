@@ -187,6 +187,18 @@ async def test_a_version_2_database_gains_the_token_table(db):
 
 
 @pytest_twisted.ensureDeferred
+async def test_adding_a_token_forgets_the_expired_ones(db):
+    async with opened(db) as store:
+        await store.add_token("old", "alice", 1500.0, 1000.0)
+        await store.add_token("new", "alice", 3000.0, 1600.0)  # "old" has expired by then
+    conn = raw(db)
+    try:
+        assert conn.execute("SELECT digest FROM tokens").fetchall() == [("new",)]
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_database_from_a_newer_version_is_refused_untouched(db):
     async with opened(db) as store:
         await store.append(A, "alice", "hi", 1000.0)

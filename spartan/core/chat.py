@@ -21,7 +21,7 @@ Theory of operation
 * Time comes from the injected clock (``IReactorTime``), so tests need no real time.
 * What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
   a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
-  `spartan.cluster` puts a Redis-backed implementation there.
+  `spartan.cluster.nodes` puts a Redis-backed implementation there.
 """
 
 from __future__ import annotations
@@ -486,8 +486,10 @@ class Session:
             waiting = sorted(counts.items(), key=lambda item: item[1][1])
             return [(chat.label(key, user), count) for key, (count, _) in waiting]
 
-        d = chat.store.unseen_counts(user, chat.keys_of(user))
-        return d.addCallbacks(labelled, chat._store_failed)
+        keys = chat.keys_of(user)
+        if not keys:  # a user with no conversation yet: no question for the store
+            return succeed([])
+        return chat.store.unseen_counts(user, keys).addCallbacks(labelled, chat._store_failed)
 
     @inlineCallbacks
     def open(self, target: str):

@@ -49,7 +49,6 @@ from spartan.core.errors import ChatError
 from spartan.core.names import GROUP_PREFIX, is_name
 from spartan.irc import numerics as N
 from spartan.irc.lines import (
-    COMMAND,
     MAX_BODY,
     clean_text,
     format_line,
@@ -82,6 +81,9 @@ _SEND_REFUSALS = {
     "unknown-group": (N.ERR_NOSUCHCHANNEL, "No such channel"),
     "not-a-member": (N.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (members only)"),
 }
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 class _Marked(bytes):
@@ -138,14 +140,15 @@ class IRCGateway(LineConnection):
     def __init__(self) -> None:
         super().__init__()
         self.registration = Registration()
-        self.caps: set[str] = set()
+        # Empty collections are shared until first changed: an idle connection is smaller.
+        self.caps: frozenset[str] = _NONE  # replaced whole by CAP REQ
         self.channels: list[str] = []  # joined, in order of joining
-        self._joining: set[str] = set()  # JOINs whose backlog is being read
+        self._joining: frozenset[str] = _NONE  # JOINs whose backlog is being read
         self.away: str | None = None
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
         # What was written and is acknowledged once out: (end offset, label, id), in order.
-        self._marks: deque[tuple[int, str, int]] = deque()
+        self._marks: deque[tuple[int, str, int]] | None = None
         self._ack_call = None
         self._quit_reason: str | None = None
         self._dropped = False
@@ -223,15 +226,17 @@ class IRCGateway(LineConnection):
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
-        self._marks.clear()
+        self._marks = None
 
     def output_drained(self) -> None:
-        if self._marks and self.session is not None:
+        if self._marks and self.session is not None:  # (None, or an empty deque: nothing)
             if self._ack_call is not None and self._ack_call.active():
                 self._ack_call.cancel()
             self._flush_acks()
 
     def writing_marked(self, data: bytes, offset: int) -> None:
+        if self._marks is None:
+            self._marks = deque()
         self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
         self._ack_once_out()
 
@@ -302,9 +307,13 @@ class IRCGateway(LineConnection):
         if parsed is None:
             return None  # IRC ignores empty lines
         command, params = parsed
+        spec = COMMANDS.get(command)  # the table's words are all COMMAND-shaped
         if command in _NAME_PARAMS and params:
-            params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
-        spec = COMMANDS.get(command) if COMMAND.match(command) else None
+            names, canonical = params[0], self.factory.canonical
+            params[0] = (
+                canonical(names) if "," not in names
+                else ",".join(canonical(name) for name in names.split(","))
+            )  # fmt: skip
         if spec is None:
             return self._numeric(N.ERR_UNKNOWNCOMMAND, command[:20], "Unknown command")
         if self.session is None and not spec.before_registration:
@@ -336,11 +345,13 @@ class IRCGateway(LineConnection):
             names = [w[1:] if w.startswith("-") else w for w in wanted]
             if not wanted or any(name not in CAPABILITIES for name in names):
                 return self._send("CAP", nick, "NAK", " ".join(wanted))
+            caps = set(self.caps)
             for word, name in zip(wanted, names):
                 if word.startswith("-"):
-                    self.caps.discard(name)
+                    caps.discard(name)
                 else:
-                    self.caps.add(name)
+                    caps.add(name)
+            self.caps = frozenset(caps)
             self._send("CAP", nick, "ACK", " ".join(wanted))
         elif sub == "END":
             if self.registration.negotiating:
@@ -576,6 +587,8 @@ class IRCGateway(LineConnection):
         self._shown[label] = message.id
         encoder = self.factory.encoder
         data = delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
+        if self._marks is None:
+            self._marks = deque()
         self._marks.append((self.output_offset + len(data), label, message.id))
         self._ack_once_out()
         return data
@@ -600,7 +613,7 @@ class IRCGateway(LineConnection):
             return  # not all out of Twisted's buffer: `output_drained` comes back here
         else:
             through = self.output_offset
-        marks, acks = self._marks, {}
+        marks, acks = self._marks or (), {}
         while marks and marks[0][0] <= through:
             _, label, upto = marks.popleft()
             acks[label] = upto
@@ -646,14 +659,14 @@ class IRCGateway(LineConnection):
                 self._numeric(N.ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i): members only")
                 continue
             # The backlog is read first, so that nothing pushed meanwhile comes before it.
-            self._joining.add(channel)
+            self._joining = self._joining | {channel}
             d = self.session.open(channel)
             d.addBoth(self._join_read, channel)
             self._answer_later(d)
         return None
 
     def _join_read(self, result, channel: str):
-        self._joining.discard(channel)
+        self._joining = self._joining - {channel}
         if isinstance(result, Failure):
             return result  # the connection layer answers it
         label, unseen = result

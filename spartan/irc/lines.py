@@ -53,6 +53,8 @@ def clean_text(text: str) -> str:
 
     A CTCP ACTION (``/me waves``) is kept as ``/me waves``; other CTCP is dropped whole.
     """
+    if text.isprintable():  # the common text: no CTCP, colours or control characters
+        return text
     if text.startswith("\x01"):
         body = text.strip("\x01")
         if body.upper().startswith("ACTION "):

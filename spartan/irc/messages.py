@@ -40,6 +40,13 @@ class MessageEncoder:
     def lines(self, message, target: str, command: str = "PRIVMSG", tags: str = "") -> bytes:
         """``message`` as ``command`` lines to ``target``, from its sender."""
         source = self.mask(message.sender)
+        text = message.text
+        # Most messages: one line, short enough however many bytes a character takes.
+        if len(text) * 4 + len(source) + len(target) + 24 <= MAX_BODY and not text.startswith(
+            ACTION_PREFIX
+        ):
+            line = f":{source} {command} {target} :{text}\r\n"
+            return (f"@{tags} {line}" if tags else line).encode()
         return b"".join(
             format_line(source, command, target, piece, tags=tags)
             for piece in self.pieces(message, target, command)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 
@@ -154,3 +154,29 @@ class StoreBase:
         receiver = DeferredReceiver()
         self.append_to(conversation, sender, text, timestamp, client_id, receiver)
         return receiver.deferred
+
+
+class QueuedStore(StoreBase):
+    """What a store that queues its work shares (SQLite's worker, Redis's batches): the
+    work waiting (``_pending``), the batch in flight (``_in_flight``), the next batch's
+    call (``_scheduled``), and waiting until all of it is done (to stop cleanly)."""
+
+    _pending: list
+    _in_flight: int | bool
+    _scheduled: object
+
+    def _until_idle(self) -> Deferred[None]:
+        if self._is_idle():
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _is_idle(self) -> bool:
+        return not self._pending and not self._in_flight and self._scheduled is None
+
+    def _wake_if_idle(self) -> None:
+        if self._is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)

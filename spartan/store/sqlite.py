@@ -54,14 +54,14 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from spartan.store import StoreBase, StoredMessage, StoreError
+from spartan.store import QueuedStore, StoredMessage, StoreError
 from spartan.store import schema
 
 _PRUNE_BATCH = 2000  # rows deleted per retention transaction
@@ -119,7 +119,7 @@ def _insert_rows(count: int) -> str:
     return f"INSERT INTO messages ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
-class SQLiteStore(StoreBase):
+class SQLiteStore(QueuedStore):
     log = Logger(namespace="spartan")
 
     def __init__(
@@ -242,12 +242,6 @@ class SQLiteStore(StoreBase):
             self._conn.close()  # checkpoints the WAL into the database file
             self._conn = None
 
-    def _until_idle(self) -> Deferred[None]:
-        if not self._pending and not self._in_flight and self._scheduled is None:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
 
     # -- the interface ----------------------------------------------------------------------
 
@@ -401,10 +395,7 @@ class SQLiteStore(StoreBase):
                         d.appended(*outcome)
                 except Exception:
                     self.log.failure("message store: a receiver of a stored message failed")
-        if not self._pending and not self._in_flight and self._scheduled is None:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        self._wake_if_idle()
 
     def _execute(self, operations: list) -> list:  # worker thread
         """Run a job: each operation's outcome, in order (see `_STORED`, `_Failed`)."""
