@@ -1,7 +1,7 @@
 """
 The chat domain's vocabulary, defined once: what a user or group name may be, how a user
 names a conversation (``bob``, ``#group1``), and the keys conversations are stored under
-(``dm:alice:bob`` with the two users sorted, ``group:group1``).  Every front end and store
+(``dm:alice:bob`` with the two users sorted, ``group:group1``), and how an action reads.  Every front end and store
 takes these words from here.
 """
 
@@ -13,6 +13,9 @@ from collections.abc import Callable
 # Names of users and groups: short, no spaces, no '#', '=' or ',' (those separate fields).
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}\Z")
 GROUP_PREFIX = "#"
+# A message whose text starts with this is an action: "/me waves" is shown "* bob waves"
+# (CTCP ACTION on IRC).
+ACTION_PREFIX = "/me "
 DIRECT_KEY_PREFIX, GROUP_KEY_PREFIX = "dm:", "group:"
 
 

@@ -153,6 +153,7 @@ class IRCGateway(LineConnection):
         self._quit_reason: str | None = None
         self._dropped = False
         self._kernel_says = False  # the socket tells what its peer acknowledged
+        self.output_offset = 0  # bytes written to the connection so far
 
     # -- who --------------------------------------------------------------------------------
 
@@ -234,11 +235,19 @@ class IRCGateway(LineConnection):
                 self._ack_call.cancel()
             self._flush_acks()
 
-    def writing_marked(self, data: bytes, offset: int) -> None:
-        if self._marks is None:
-            self._marks = deque()
-        self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
-        self._ack_once_out()
+    def _write(self, data: bytes) -> None:
+        # Where each message ends in the output stream (`output_offset`), to acknowledge it
+        # once the peer has the bytes: a reply holding messages carries their marks.
+        if type(data) is _Marked:
+            if self._marks is None:
+                self._marks = deque()
+            offset = self.output_offset
+            self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
+            self._ack_once_out()
+        self.output_offset += len(data)
+        super()._write(data)
+
+    push = _write  # every byte goes through the count above
 
     # -- saying things ----------------------------------------------------------------------
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from spartan.core.names import GROUP_PREFIX, direct_pair
+from spartan.core.names import ACTION_PREFIX, GROUP_PREFIX, direct_pair
 from spartan.native import wire
 
 if TYPE_CHECKING:
     from spartan.core.chat import Delivery
 
 MAX_BODY = 510  # RFC 1459: a line is at most 512 bytes with its CRLF, tags not counted
-ACTION_PREFIX = "/me "
 
 COMMAND = re.compile(r"[A-Za-z]+\Z|[0-9]{3}\Z")  # a command word, or a numeric
 # Formatting codes IRC clients put in text: colours (with their numbers), bold, reset...

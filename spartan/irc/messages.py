@@ -9,8 +9,8 @@ a message is encoded once per form for every IRC reader.
 from __future__ import annotations
 
 from spartan.core.chat import Delivery
+from spartan.core.names import ACTION_PREFIX
 from spartan.irc.lines import (
-    ACTION_PREFIX,
     MAX_BODY,
     dm_target,
     format_line,

@@ -96,7 +96,6 @@ class LineConnection(Protocol):
         self._held_lines: list[bytes | None] | None = None  # lines taken while paused
         self._paused = 0  # _GUARD | _REPLIES: no lines are taken while set
         self._closing = False
-        self.output_offset = 0  # bytes accepted for output so far
 
     # -- what a front end provides ------------------------------------------------------------
 
@@ -145,9 +144,6 @@ class LineConnection(Protocol):
 
     def output_drained(self) -> None:
         """The transport had to buffer output, and has now written all of it."""
-
-    def writing_marked(self, data: bytes, offset: int) -> None:
-        """``data``, of a `bytes` subclass the front end made, goes out at ``offset``."""
 
     @property
     def who(self) -> str:
@@ -280,7 +276,6 @@ class LineConnection(Protocol):
         """Write a line the server sends on its own (a delivered message), at once."""
         pending = self._pending
         if pending is not None and not self.backlog.paused:
-            self.output_offset += len(data)
             pending.append(data)  # _write's common case inline: once per delivery
         else:
             self._write(data)
@@ -299,17 +294,24 @@ class LineConnection(Protocol):
     def _drain(self) -> None:
         """Write the replies at the head of the queue that are ready, in order."""
         replies = self._replies
-        if replies is None:
+        if not replies or replies[0].data is None:
             return
-        with self.factory.batch:
-            while replies and replies[0].data is not None:
-                slot = replies.popleft()
-                data = slot.render() if slot.render is not None else slot.data
-                if data:
-                    self._write(data)
-            if self._paused & _REPLIES and len(replies) < MAX_WAITING_REPLIES // 2:
-                self._resume(_REPLIES)
-            self._close_when_answered()
+        batch = self.factory.batch
+        if batch.depth:  # a commit's answers: its batch is open already
+            self._write_ready(replies)
+        else:
+            with batch:
+                self._write_ready(replies)
+
+    def _write_ready(self, replies: deque[ReplySlot]) -> None:
+        while replies and replies[0].data is not None:
+            slot = replies.popleft()
+            data = slot.render() if slot.render is not None else slot.data
+            if data:
+                self._write(data)
+        if self._paused & _REPLIES and len(replies) < MAX_WAITING_REPLIES // 2:
+            self._resume(_REPLIES)
+        self._close_when_answered()
 
     def _write(self, data: bytes) -> None:
         if self.transport is None:
@@ -318,9 +320,6 @@ class LineConnection(Protocol):
         if backlog.paused and backlog.overflows(len(data)):
             self._drop_slow_reader()
             return
-        if type(data) is not bytes:
-            self.writing_marked(data, self.output_offset)
-        self.output_offset += len(data)
         batch = self.factory.batch
         if not batch.depth:
             self.transport.write(data)
