@@ -112,6 +112,8 @@ class Options(usage.Options):
         super().__init__()
         self["ports"] = []
         self["irc-ports"] = []
+        self["web-ports"] = []
+        self["web-origins"] = []
 
     def opt_port(self, description: str) -> None:
         self["ports"].append(f"tcp:{description}" if description.isdigit() else description)
@@ -131,6 +133,28 @@ class Options(usage.Options):
     opt_irc_port.__doc__ = (
         "Also accept IRC clients here: a port number or a Twisted endpoint, like --port. "
         "Repeat for several listeners. [default: none]"
+    )
+
+    def opt_web_port(self, description: str) -> None:
+        self["web-ports"].append(f"tcp:{description}" if description.isdigit() else description)
+
+    opt_web_port.__doc__ = (
+        "Also serve the web client here (the page and its WebSocket at /ws): a port number "
+        "or a Twisted endpoint, like --port (ssl: for HTTPS). Repeat for several listeners. "
+        "[default: none]"
+    )
+
+    def opt_web_origin(self, origin: str) -> None:
+        from spartan.web import parse_origin
+
+        try:
+            self["web-origins"].append(parse_origin(origin))
+        except ValueError as e:
+            raise usage.UsageError(f"--web-origin: {e}") from None
+
+    opt_web_origin.__doc__ = (
+        "Also let pages from this origin (https://host[:port]) use the web client's "
+        "WebSocket; by default only the page the server serves itself may. Repeatable."
     )
 
     def postOptions(self) -> None:
@@ -293,6 +317,13 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
             service.gateways.append((description, endpoint, irc, "IRC gateway"))
+    if options["web-ports"]:
+        from spartan.web import web_site
+
+        site = web_site(factory, options["web-origins"], options["require-passwords"])
+        for description in options["web-ports"]:
+            endpoint = _endpoint(reactor, "--web-port", description, options["reuse-port"])
+            service.gateways.append((description, endpoint, site, "web client"))
     return service
 
 

@@ -21,6 +21,8 @@ def test_the_wheel_carries_the_plugin_and_twistd_finds_it(tmp_path):
     assert "twisted/plugins/spartan_plugin.py" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert not any(name.endswith("dropin.cache") for name in names)
+    static = Path(ROOT, "spartan", "web", "static")  # the web client's page, as package data
+    assert {f"spartan/web/static/{p.name}" for p in static.iterdir()} <= set(names)
 
     site = tmp_path / "site"
     subprocess.run(

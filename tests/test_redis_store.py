@@ -105,6 +105,26 @@ async def test_messages_after_and_recent(redis):
         assert await store.recent(A, 3) == stored[-3:]
         assert await store.recent(A, 100) == stored
         assert await store.recent("dm:x:y", 5) == []
+        assert await store.recent(A, 3, before=stored[5].id) == stored[2:5]
+        assert await store.recent(A, 3, before=stored[1].id) == stored[:1]
+        assert await store.recent(A, 3, before=stored[0].id) == []
+    finally:
+        await store.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_expire_and_are_removed(redis):
+    store = await opened(redis)
+    try:
+        now = reactor.seconds()
+        await store.add_token("d1", "alice", now + 60, now)
+        await store.add_token("d2", "bob", now + 60, now)
+        assert await store.token_user("d1", now) == "alice"
+        assert await store.token_user("d1", now + 60) is None  # expired on the given clock
+        assert await store.token_user("nope", now) is None
+        await store.remove_token("d2")
+        assert await store.token_user("d2", now) is None
+        assert 0 < int(redis.command("TTL", "spartan:token:d1")[1:]) <= 61  # Redis drops it too
     finally:
         await store.stop()
 

@@ -213,3 +213,45 @@ async def test_unseen_counts_count_what_others_sent_after_the_seen_position(make
         await store.mark_seen("alice", B, 10**6)
         assert await store.unseen_counts("alice", [A, B]) == {A: (2, a1.id + 1)}
         assert await store.unseen_counts("bob", [A]) == {A: (1, counts[B][1] - 1)}
+
+
+# -- paging back and session tokens -----------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_recent_before_an_id_pages_back(make_store):
+    async with opened(make_store()) as store:
+        results = await _append_all(store, A, [f"m{i}" for i in range(6)])
+        await store.append(B, "alice", "elsewhere", 2000.0)
+        stored = [message for message, _ in results]
+        assert await store.recent(A, 2, before=stored[4].id) == stored[2:4]
+        assert await store.recent(A, 10, before=stored[2].id) == stored[:2]
+        assert await store.recent(A, 10, before=stored[0].id) == []
+        assert await store.recent(A, 3, before=stored[-1].id + 100) == stored[-3:]
+        assert await store.recent(A, 3, before=None) == stored[-3:]
+        assert await store.recent("dm:x:y", 3, before=10) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_are_kept_until_they_expire_or_are_removed(make_store):
+    async with opened(make_store()) as store:
+        await store.add_token("d1", "alice", 2000.0, 1000.0)
+        await store.add_token("d2", "bob", 3000.0, 1600.0)
+        assert await store.token_user("d1", 1999.0) == "alice"
+        assert await store.token_user("d2", 1999.0) == "bob"
+        assert await store.token_user("nope", 1999.0) is None
+        assert await store.token_user("d1", 2000.0) is None  # expired
+        await store.remove_token("d2")
+        await store.remove_token("never-there")
+        assert await store.token_user("d2", 1999.0) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_survive_a_restart(make_store, tmp_path):
+    store = make_store()
+    if not isinstance(store, SQLiteStore):
+        pytest.skip("only a durable store keeps tokens over a restart")
+    async with opened(store):
+        await store.add_token("d1", "alice", 2000.0, 1000.0)
+    async with opened(make_store()) as again:
+        assert await again.token_user("d1", 1000.0) == "alice"

@@ -166,6 +166,39 @@ async def test_an_older_database_is_migrated_on_start(db):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_version_2_database_gains_the_token_table(db):
+    conn = raw(db)
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        schema.migrate(conn, db, target=2)
+        conn.execute("INSERT INTO messages VALUES (7, 100.0, ?, 'alice', 'kept', 'c7')", (A,))
+    finally:
+        conn.close()
+    async with opened(db) as store:
+        assert [m.text for m in await store.recent(A, 5)] == ["kept"]
+        await store.add_token("digest", "alice", 500.0, 300.0)
+        assert await store.token_user("digest", 400.0) == "alice"
+    conn = raw(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.CURRENT_VERSION == 3
+        assert conn.execute("SELECT user FROM tokens").fetchall() == [("alice",)]
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_adding_a_token_forgets_the_expired_ones(db):
+    async with opened(db) as store:
+        await store.add_token("old", "alice", 1500.0, 1000.0)
+        await store.add_token("new", "alice", 3000.0, 1600.0)  # "old" has expired by then
+    conn = raw(db)
+    try:
+        assert conn.execute("SELECT digest FROM tokens").fetchall() == [("new",)]
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_database_from_a_newer_version_is_refused_untouched(db):
     async with opened(db) as store:
         await store.append(A, "alice", "hi", 1000.0)

@@ -15,6 +15,7 @@ from spartan.core.chat import Delivery
 from spartan.core.errors import ChatError
 from spartan.native import wire
 from spartan.net.connection import ConnectionFactory, LineConnection, ReplySlot
+from spartan.tokens import Token, session_tokens
 
 
 def encode_delivery(delivery: Delivery) -> bytes:
@@ -100,7 +101,16 @@ class NativeProtocol(LineConnection):
         else:
             self._write(data)
 
+    def refuse_line(self, code: str, sentence: str) -> None:
+        """Answer, in its turn, a line that cannot be read as one (a WebSocket message that
+        is not text): one ``ERR``, counted by the flood guard like any line."""
+        if not self._closing and self.guard.admit():
+            self.reply(wire.format_error(code, sentence))
+
     def _login(self, command: wire.Login):
+        return self._log_in(command.user, command.password)
+
+    def _log_in(self, user: str, credential):
         if self.session is not None or self._logging_in:
             raise ChatError("already-logged-in", "This connection is already logged in.")
         self._logging_in = True
@@ -117,7 +127,7 @@ class NativeProtocol(LineConnection):
             self._logging_in = False
             return result
 
-        d = self.factory.chat.login(command.user, command.password, self, peer)
+        d = self.factory.chat.login(user, credential, self, peer)
         return d.addCallback(logged_in).addBoth(done)
 
 
@@ -180,7 +190,45 @@ def _history(protocol, session, command):
         lines = _message_lines("HISTORY", label, messages)
         return b"".join(lines + [wire.format_ok("HISTORY", label, str(len(messages)))])
 
+    if command.before is not None:
+        return _history_before(session, command).addCallback(answer)
     return session.history(command.target, command.count).addCallback(answer)
+
+
+# -- paging back and session tokens (the browser client's commands) ------------------------
+
+
+def _history_before(session, command):
+    """HISTORY with a before-id: the page of messages older than what a client shows."""
+    chat = session.chat
+    conversation = chat.conversation(session.user, command.target)
+    label = conversation.label_for(session.user)
+    d = chat.store.recent(conversation.key, command.count, command.before)
+    return d.addCallbacks(lambda messages: (label, messages), chat._store_failed)
+
+
+def _resume(protocol, command):
+    token = Token(command.token)
+
+    def resumed(reply: bytes) -> bytes:
+        session_tokens(protocol.factory.chat).attach(token, protocol)
+        return wire.format_ok("RESUME", command.user)
+
+    session_tokens(protocol.factory.chat)  # so that the chat's login knows a Token
+    return protocol._log_in(command.user, token).addCallback(resumed)
+
+
+def _issue_token(protocol, session, command):
+    def issued(result) -> bytes:
+        token, expires = result
+        return wire.format_ok("TOKEN", token, wire.format_timestamp(expires))
+
+    return session_tokens(session.chat).issue(session.user).addCallback(issued)
+
+
+def _revoke(protocol, session, command):
+    d = session_tokens(session.chat).revoke(session.user, command.token, keep=protocol)
+    return d.addCallback(lambda _: wire.format_ok("REVOKE"))
 
 
 # The command table: which commands need a login, and who handles each.
@@ -190,6 +238,7 @@ _BEFORE_LOGIN = {
     wire.Ping: _ping,
     wire.Pong: _ping,
     wire.Quit: _quit,
+    wire.Resume: _resume,
 }
 _AFTER_LOGIN = {
     wire.Users: _users,
@@ -199,6 +248,8 @@ _AFTER_LOGIN = {
     wire.Open: _open,
     wire.Ack: _ack,
     wire.History: _history,
+    wire.IssueToken: _issue_token,
+    wire.Revoke: _revoke,
 }
 
 

@@ -92,6 +92,7 @@ class Ack:
 class History:
     target: str
     count: int = 20  # DEFAULT_HISTORY
+    before: int | None = None  # only messages older than this id (paging back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,32 @@ class Quit:
     pass
 
 
-Command = Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
+# Session tokens: a browser logs in again after a reload without keeping a password.
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """``RESUME <user> <token>``: log in with a session token (a verb of its own, so a
+    token can never be taken for a password or the other way round)."""
+
+    user: str
+    token: str = field(repr=False)  # never in a log line
+
+
+@dataclass(frozen=True, slots=True)
+class IssueToken:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    token: str = field(repr=False)
+
+
+Command = (
+    Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
+    | Resume | IssueToken | Revoke
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +162,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "OPEN": ("OPEN <user|#group>", "open a conversation: get its unseen messages, in order"),
     "ACK": ("ACK <user|#group> <id>", "mark the messages of a conversation seen, up to id"),
-    "HISTORY": (f"HISTORY <user|#group> [<1-{MAX_HISTORY}>]", "recent messages of a conversation"),
+    "HISTORY": (
+        f"HISTORY <user|#group> [<1-{MAX_HISTORY}> [<before-id>]]",
+        "recent messages of a conversation (older than before-id)",
+    ),
     "PING": ("PING [<token>]", "check the connection"),
     "PONG": ("PONG [<token>]", "answer a keepalive PING from the server"),
     "QUIT": ("QUIT", "close the connection"),
+    "RESUME": ("RESUME <user> <token>", "log in with a session token from TOKEN"),
+    "TOKEN": ("TOKEN", "get a session token, to log in again with RESUME"),
+    "REVOKE": ("REVOKE <token>", "end a session token, on every connection that used it"),
 }
 
 
@@ -199,16 +231,38 @@ def _parse_ack(rest: str):
     return Ack(target, int(upto)) if is_target(target) else _bad_target(target)
 
 
+def _is_number(text: str, digits: int) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= digits
+
+
 def _parse_history(rest: str):
     target, sep, count = rest.partition(" ")
-    if not target or (sep and not (count.isascii() and count.isdigit() and len(count) < 6)):
+    count, _, before = count.partition(" ")
+    if not target or (sep and not _is_number(count, 5)) or (before and not _is_number(before, 18)):
         return _syntax("HISTORY")
     if not is_target(target):
         return _bad_target(target)
     number = int(count) if sep else DEFAULT_HISTORY
     if not 1 <= number <= MAX_HISTORY:
         return _syntax("HISTORY")
-    return History(target, number)
+    return History(target, number, int(before) if before else None)
+
+
+# A session token as TOKEN hands it out: URL-safe base64 (`spartan.tokens` makes them).
+SESSION_TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,128}\Z")
+
+
+def _parse_resume(rest: str):
+    user, _, token = rest.partition(" ")
+    if not user or not token:
+        return _syntax("RESUME")
+    if not is_name(user):
+        return WireError("bad-name", f"{user!r} is not a valid user name.")
+    return Resume(user, token) if SESSION_TOKEN.match(token) else _syntax("RESUME")
+
+
+def _parse_revoke(rest: str):
+    return Revoke(rest) if SESSION_TOKEN.match(rest) else _syntax("REVOKE")
 
 
 def _parse_token(verb: str, cls):
@@ -233,6 +287,9 @@ _PARSERS = {
     "PING": _parse_token("PING", Ping),
     "PONG": _parse_token("PONG", Pong),
     "QUIT": _no_args("QUIT", Quit),
+    "RESUME": _parse_resume,
+    "TOKEN": _no_args("TOKEN", IssueToken),
+    "REVOKE": _parse_revoke,
 }
 
 
@@ -295,8 +352,14 @@ def format_command(command: Command) -> bytes:
             words = ["OPEN", target]
         case Ack(target, upto):
             words = ["ACK", target, str(upto)]
-        case History(target, count):
-            words = ["HISTORY", target, str(count)]
+        case History(target, count, before):
+            words = ["HISTORY", target, str(count)] + ([str(before)] if before is not None else [])
+        case Resume(user, token):
+            words = ["RESUME", user, token]
+        case IssueToken():
+            words = ["TOKEN"]
+        case Revoke(token):
+            words = ["REVOKE", token]
         case Ping(token) | Pong(token):
             words = [type(command).__name__.upper()] + ([token] if token else [])
         case _:

@@ -10,6 +10,9 @@ whole batch inside its ``output_batch``, so every connection writes its replies 
 deliveries once.  A store assigns message ids: positive integers, increasing in the order
 `append_to` was called.
 
+Session tokens (`spartan.tokens`) are kept here too, by their sha256 digest only, so that
+they survive a restart and are shared by the nodes of a cluster.
+
 Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
 sorted) or ``group:group1``.
 """
@@ -97,8 +100,10 @@ class MessageStore(Protocol):
     ) -> Deferred[list[StoredMessage]]:
         """Up to ``limit`` messages with id > ``after_id``, oldest first."""
 
-    def recent(self, conversation: str, limit: int) -> Deferred[list[StoredMessage]]:
-        """The last ``limit`` messages, oldest first."""
+    def recent(
+        self, conversation: str, limit: int, before: int | None = None
+    ) -> Deferred[list[StoredMessage]]:
+        """The last ``limit`` messages (with id < ``before``, if given), oldest first."""
 
     def seen(self, user: str, conversation: str) -> Deferred[int]:
         """The id up to which ``user`` has seen ``conversation`` (0: nothing)."""
@@ -112,6 +117,16 @@ class MessageStore(Protocol):
         """For each of ``conversations`` holding messages after ``user``'s seen position
         that others sent: (how many, the id of the oldest).  Conversations with none are
         left out.  One question for all of them: a login asks it."""
+
+    def add_token(self, digest: str, user: str, expires: float, now: float) -> Deferred[None]:
+        """Keep a session token's digest for ``user`` until ``expires`` (epoch seconds);
+        tokens expired at ``now`` may be forgotten."""
+
+    def token_user(self, digest: str, now: float) -> Deferred[str | None]:
+        """The user of a token that is kept and has not expired at ``now``; else None."""
+
+    def remove_token(self, digest: str) -> Deferred[None]:
+        """Forget a token (revoked); nothing happens for an unknown one."""
 
 
 class DeferredReceiver:

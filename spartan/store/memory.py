@@ -36,6 +36,7 @@ class MemoryStore(StoreBase):
         self._by_client_id: dict[tuple[str, str], StoredMessage] = {}
         self._seen: dict[tuple[str, str], int] = {}
         self._last_id = 0
+        self._tokens: dict[str, tuple[str, float]] = {}  # digest -> (user, expires)
 
     def start(self) -> Deferred[None]:
         return succeed(None)
@@ -81,11 +82,12 @@ class MemoryStore(StoreBase):
         start = c.after(after_id)
         return succeed(c.messages[start : start + limit])
 
-    def recent(self, conversation, limit):
+    def recent(self, conversation, limit, before=None):
         c = self._conversations.get(conversation)
         if c is None or limit <= 0:
             return succeed([])
-        return succeed(c.messages[max(c.start, len(c.messages) - limit) :])
+        end = len(c.messages) if before is None else bisect.bisect_left(c.ids, before, c.start)
+        return succeed(c.messages[max(c.start, end - limit) : end])
 
     def seen(self, user, conversation):
         return succeed(self._seen.get((user, conversation), 0))
@@ -106,3 +108,20 @@ class MemoryStore(StoreBase):
         position = max(self._seen.get((user, conversation), 0), upto)
         self._seen[user, conversation] = position
         return succeed(position)
+
+    def add_token(self, digest, user, expires, now):
+        for old in [d for d, (_, until) in self._tokens.items() if until <= now]:
+            del self._tokens[old]
+        self._tokens[digest] = (user, expires)
+        return succeed(None)
+
+    def token_user(self, digest, now):
+        user, expires = self._tokens.get(digest, (None, 0.0))
+        if user is not None and expires <= now:
+            del self._tokens[digest]
+            user = None
+        return succeed(user)
+
+    def remove_token(self, digest):
+        self._tokens.pop(digest, None)
+        return succeed(None)

@@ -16,6 +16,8 @@ Theory of operation
   - ``cid:<sender>:<client id>``: the stream key and entry id of the message a client id
     produced (expires after `CLIENT_ID_TTL`; a client resends within minutes, not weeks).
   - ``seen:<user>``: a hash, conversation key -> seen position.
+  - ``token:<digest>``: a session token's user and expiry (``<expires> <user>``), with a
+    Redis expiry at the same time; the expiry is also checked against the injected clock.
 
 * **Group commit.**  `append_to` only queues a message; a call of ``_run`` scheduled with
   ``callLater(0)`` sends everything queued in that reactor turn as one script call
@@ -50,7 +52,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -444,9 +446,12 @@ class RedisStore(QueuedStore):
         )  # fmt: skip
         return d.addCallback(lambda entries: [_message(s, f, conversation) for s, f in entries])
 
-    def recent(self, conversation, limit):
+    def recent(self, conversation, limit, before=None):
+        if before is not None and before <= 1:
+            return succeed([])  # ids start at 1: nothing is older
+        end = "+" if before is None else f"{before - 1}-0"
         d = self._ordered(
-            "execute_command", "XREVRANGE", _conversation_key(conversation), "+", "-",
+            "execute_command", "XREVRANGE", _conversation_key(conversation), end, "-",
             "COUNT", limit,
         )  # fmt: skip
         return d.addCallback(
@@ -472,6 +477,25 @@ class RedisStore(QueuedStore):
     def mark_seen(self, user, conversation, upto):
         d = self._ordered("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])
         return d.addCallback(int)
+
+    def add_token(self, digest, user, expires, now):
+        ttl = max(1, int(expires - now) + 1)  # Redis forgets it then; token_user checks too
+        d = self._ordered(
+            "execute_command", "SET", f"{PREFIX}token:{digest}", f"{expires!r} {user}", "EX", ttl
+        )
+        return d.addCallback(lambda _: None)
+
+    def token_user(self, digest, now):
+        def found(value):
+            if not value:
+                return None
+            expires, _, user = value.partition(" ")
+            return user if float(expires) > now else None
+
+        return self._ordered("get", f"{PREFIX}token:{digest}").addCallback(found)
+
+    def remove_token(self, digest):
+        return self._ordered("delete", f"{PREFIX}token:{digest}").addCallback(lambda _: None)
 
 
 def _outcomes(reply, batch: list) -> list:

@@ -27,7 +27,7 @@ import sqlite3
 from spartan.store import StoreError
 
 APPLICATION_ID = 0x5350_5254  # "SPRT"
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 SYNC_MODES = ("full", "normal")
 
 # MIGRATIONS[n] takes a database from version n to version n + 1.
@@ -55,6 +55,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
                WHERE client_id IS NOT NULL""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO meta VALUES ('last_id', (SELECT COALESCE(MAX(id), 0) FROM messages))",
+    ),
+    # 2 -> 3: session tokens (spartan.tokens), by their sha256 digest, never in clear.
+    (
+        """CREATE TABLE tokens (
+               digest  TEXT PRIMARY KEY,  -- sha256 of the token, hex
+               user    TEXT NOT NULL,
+               expires REAL NOT NULL)     -- seconds since the epoch, UTC
+               WITHOUT ROWID""",
     ),
 ]
 assert len(MIGRATIONS) == CURRENT_VERSION

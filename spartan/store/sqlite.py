@@ -83,6 +83,8 @@ _AFTER = f"""SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND id > ?
              ORDER BY id LIMIT ?"""
 _RECENT = f"""SELECT * FROM (SELECT {_COLUMNS} FROM messages WHERE conversation = ?
               ORDER BY id DESC LIMIT ?) ORDER BY id"""
+_RECENT_BEFORE = f"""SELECT * FROM (SELECT {_COLUMNS} FROM messages WHERE conversation = ?
+                     AND id < ? ORDER BY id DESC LIMIT ?) ORDER BY id"""
 
 
 # The outcome of an append stored as given: the reactor thread makes ``(message, True)``.
@@ -267,8 +269,8 @@ class SQLiteStore(QueuedStore):
     def messages_after(self, conversation, after_id, limit):
         return self._call(self._messages_after, conversation, after_id, limit)
 
-    def recent(self, conversation, limit):
-        return self._call(self._recent, conversation, limit)
+    def recent(self, conversation, limit, before=None):
+        return self._call(self._recent, conversation, limit, before)
 
     def conversations(self):
         return self._call(self._conversations)
@@ -294,10 +296,40 @@ class SQLiteStore(QueuedStore):
         return [_message(row) for row in conn.execute(_AFTER, (conversation, after_id, limit))]
 
     @staticmethod
-    def _recent(conn, conversation, limit):
+    def _recent(conn, conversation, limit, before=None):
         if limit <= 0:
             return []
-        return [_message(row) for row in conn.execute(_RECENT, (conversation, limit))]
+        if before is None:
+            return [_message(row) for row in conn.execute(_RECENT, (conversation, limit))]
+        rows = conn.execute(_RECENT_BEFORE, (conversation, before, limit))
+        return [_message(row) for row in rows]
+
+    # -- session tokens: rare, so plain calls in autocommit (one statement each) ----------
+
+    def add_token(self, digest, user, expires, now):
+        return self._call(self._add_token, digest, user, expires, now)
+
+    def token_user(self, digest, now):
+        return self._call(self._token_user, digest, now)
+
+    def remove_token(self, digest):
+        return self._call(self._remove_token, digest)
+
+    @staticmethod
+    def _add_token(conn, digest, user, expires, now):  # worker thread
+        conn.execute("DELETE FROM tokens WHERE expires <= ?", (now,))  # expired: keep it small
+        conn.execute("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)", (digest, user, expires))
+
+    @staticmethod
+    def _token_user(conn, digest, now):  # worker thread
+        row = conn.execute(
+            "SELECT user FROM tokens WHERE digest = ? AND expires > ?", (digest, now)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    @staticmethod
+    def _remove_token(conn, digest):  # worker thread
+        conn.execute("DELETE FROM tokens WHERE digest = ?", (digest,))
 
     @staticmethod
     def _unseen_counts(conn, user, conversations):
