@@ -21,6 +21,12 @@ def test_the_wheel_carries_the_plugin_and_twistd_finds_it(tmp_path):
     assert "twisted/plugins/spartan_plugin.py" in names
     assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
     assert not any(name.endswith("dropin.cache") for name in names)
+    dist_info = next(name.split("/")[0] for name in names if ".dist-info/" in name)
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
+        metadata = archive.read(f"{dist_info}/METADATA").decode()
+    assert "spartan-admin = spartan.admin:main" in entry_points
+    assert "Requires-Dist: tomlkit" in metadata
 
     site = tmp_path / "site"
     subprocess.run(
