@@ -204,3 +204,37 @@ def test_a_socket_inherited_from_systemd_is_served(tmp_path):
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(10) == -signal.SIGTERM
+
+
+def read_unit(name: str) -> dict[str, dict[str, str]]:
+    """A systemd unit file from contrib/: sections of keys (continuation lines joined)."""
+    import configparser
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "contrib" / name).read_text()
+    unit = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes="#")
+    unit.optionxform = str
+    unit.read_string(text.replace("\\\n", " "))
+    return {section: dict(unit[section]) for section in unit.sections()}
+
+
+def test_the_contrib_service_runs_a_command_line_twistd_accepts_on_the_socket_unit(tmp_path):
+    from twisted.scripts.twistd import ServerOptions
+
+    service, socket_unit = read_unit("spartan.service"), read_unit("spartan.socket")
+    command = service["Service"]["ExecStart"].split()
+    assert command[0].endswith("/twistd")
+    team = tmp_path / "team.toml"
+    team.write_text('users = ["ann"]\n')
+    arguments = [str(team) if a == "/etc/spartan/team.toml" else a for a in command[1:]]
+    twistd = ServerOptions()
+    twistd.parseOptions(arguments)
+    assert twistd["nodaemon"] and not twistd["pidfile"]
+    spartan = twistd.subOptions
+    [port] = spartan["ports"]
+    name = socket_unit["Socket"]["FileDescriptorName"]
+    assert port == f"systemd:domain=INET:name={name}"
+    assert socket_unit["Socket"]["ListenStream"].startswith("0.0.0.0:")  # INET, as asked
+    assert socket_unit["Socket"]["Service"] == "spartan.service"
+    assert service["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert spartan["db"].startswith(service["Service"]["WorkingDirectory"])
