@@ -277,8 +277,8 @@ def exposure_notices(options: Options) -> list[str]:
     """What the operator should know about who can log in, said once at start."""
     directory: Directory = options["directory"]
     if directory is DEMO:
-        ports = options["ports"]
-        where = "127.0.0.1 only" if ports == [DEFAULT_LOCAL_PORT] else ", ".join(ports)
+        listeners = options["ports"] + options["irc-ports"]
+        where = "127.0.0.1 only" if listeners == [DEFAULT_LOCAL_PORT] else ", ".join(listeners)
         return [
             f"Serving the demo users, who need no password, on {where}: "
             "give --config to serve your own users."

@@ -165,7 +165,9 @@ def test_the_demo_directory_says_it_serves_loopback_only():
         "Serving the demo users, who need no password, on 127.0.0.1 only: "
         "give --config to serve your own users."
     ]
-    assert "on tcp:4000" in tap.exposure_notices(parse("--port", "4000"))[0]
+    assert "on tcp:4000:" in tap.exposure_notices(parse("--port", "4000"))[0]
+    irc_too = tap.exposure_notices(parse("--irc-port", "6667"))[0]
+    assert "on tcp:3000:interface=127.0.0.1, tcp:6667:" in irc_too
 
 
 def test_users_without_passwords_are_counted_in_one_warning(tmp_path):
