@@ -1,5 +1,11 @@
 """
 ``twistd spartan``: command-line options and the service they build.
+
+How an operator hears of a mistake: a bad option is one line naming it and status 2 (under
+twistd, `Options.parseOptions` says it itself: twistd would print the whole --help first);
+what makeService cannot build (an endpoint it cannot parse, a database it cannot open) is
+`CannotStart`, one sentence and status 1; what fails once running is the service's to
+report (`spartan.service`).
 """
 
 from __future__ import annotations
