@@ -238,3 +238,44 @@ def test_the_contrib_service_runs_a_command_line_twistd_accepts_on_the_socket_un
     assert socket_unit["Socket"]["Service"] == "spartan.service"
     assert service["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert spartan["db"].startswith(service["Service"]["WorkingDirectory"])
+
+
+FAKE_PYTHON3 = """#!/bin/sh
+# Stands in for python3 -m venv .venv: a venv whose pip and twistd say what they were asked.
+echo "python3 $*" >> "$CALLS"
+mkdir -p .venv/bin
+printf '#!/bin/sh\\necho "pip $*" >> "$CALLS"\\n' > .venv/bin/pip
+printf '#!/bin/sh\\necho "twistd $*" >> "$CALLS"\\n' > .venv/bin/twistd
+chmod +x .venv/bin/pip .venv/bin/twistd
+"""
+
+
+def test_scripts_serve_installs_again_only_when_the_source_changed(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    tree = tmp_path / "tree"
+    for name in ("scripts/serve", "setup.cfg", "pyproject.toml", "README.md",
+                 "spartan/__init__.py", "twisted/plugins/spartan_plugin.py"):  # fmt: skip
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, tree / name)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON3)
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls)}
+
+    def serve() -> list[str]:
+        calls.write_text("")
+        subprocess.run(["bash", "scripts/serve", "--port", "4000"], cwd=tree, env=env,
+                       check=True, timeout=60)  # fmt: skip
+        return calls.read_text().splitlines()
+
+    installed = ["python3 -m venv .venv", "pip install -q --disable-pip-version-check ."]
+    started = "twistd -n --pidfile= spartan --port 4000"
+    assert serve() == [*installed, started]
+    assert serve() == [started]  # nothing changed: straight to the server
+    (tree / "spartan" / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    assert serve() == [*installed, started]
+    assert serve() == [started]
