@@ -12,6 +12,9 @@ server or a backup reads the old file or the new one, never half of one.
 Passwords are never arguments (``ps`` shows arguments to everybody): they are asked twice
 without echo at a terminal, or read as the first line of standard input from a script.
 
+Two admins at once take turns: each holds an exclusive ``flock`` on the file while it reads,
+edits and replaces it (and locks again if the file was replaced while it waited).
+
 ``--reload PIDFILE`` then sends SIGHUP to the server whose pid the file holds.
 
 Exit status: 0 done; 1 refused (the file is left as it was) or the server could not be
@@ -21,6 +24,7 @@ signalled; 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import stat
@@ -306,23 +310,47 @@ def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None
     return 0
 
 
+def lock_current_file(path: str) -> int | None:
+    """An exclusive lock on the file ``path`` names now (None if there is none yet): two
+    admins at once take turns, and the second one edits what the first one wrote."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)  # replaced while we waited: lock the new one
+
+
 def run(args, password, stdout) -> bool:
     """Do the command; whether the file changed."""
-    doc = read_document(args.config, may_create=args.command == "add-user")
     if args.command == "list":
+        doc = read_document(args.config, may_create=False)
         parse_directory(tomlkit.dumps(doc))  # the server's view, or why it would refuse
         stdout.write("".join(line + "\n" for line in listing(doc)))
         return False
-    done = EDITS[args.command](doc, args, password)
-    text = tomlkit.dumps(doc)
+    lock = lock_current_file(os.path.realpath(args.config))
     try:
-        parse_directory(text)
-    except ConfigError as e:
-        raise Refused(f"the server would refuse the result: {e}") from None
-    try:
-        replace_atomically(args.config, text)
-    except OSError as e:
-        raise Refused(f"cannot write {args.config}: {e.strerror or e}") from None
+        doc = read_document(args.config, may_create=args.command == "add-user")
+        done = EDITS[args.command](doc, args, password)
+        text = tomlkit.dumps(doc)
+        try:
+            parse_directory(text)
+        except ConfigError as e:
+            raise Refused(f"the server would refuse the result: {e}") from None
+        try:
+            replace_atomically(args.config, text)
+        except OSError as e:
+            raise Refused(f"cannot write {args.config}: {e.strerror or e}") from None
+    finally:
+        if lock is not None:
+            os.close(lock)
     stdout.write(f"{done} in {args.config}.\n")
     return True
 

@@ -211,3 +211,24 @@ def test_reload_without_a_server_says_the_file_is_saved(tmp_path, team):
     assert status == 1
     assert "Added the user carol" in out
     assert err.startswith(f"spartan-admin: {team} is saved, but cannot read a pid from ")
+
+
+def test_an_admin_waits_for_another_and_edits_what_that_one_wrote(team):
+    import fcntl
+
+    with open(team) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another spartan-admin is at work
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "spartan.admin", "-c", str(team), "add-user", "carol"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                waiting.wait(1.0)
+            # ... which replaces the file, as spartan-admin does, then lets go.
+            admin.replace_atomically(str(team), TEAM.replace('"bob",\n', '"bob",\n    "dave",\n'))
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, err = waiting.communicate(timeout=20)
+    assert waiting.returncode == 0, err
+    assert load_directory(str(team)).users == ("alice", "bob", "dave", "carol")
