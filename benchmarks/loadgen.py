@@ -3,15 +3,26 @@ Load generator for the Spartan benchmarks: raw non-blocking sockets on one ``sel
 
 Theory of operation
 -------------------
+* One loop, several protocols: a codec knows the bytes of one protocol (how to log in,
+  send a batch of messages, ping, quit; which lines are deliveries, acknowledgements,
+  errors) and the ``Loop`` knows only sockets, windows and counting.  ``NativeCodec`` speaks
+  Spartan's line protocol (``SEND`` answered by ``OK SENT``), ``IRCCodec`` speaks IRC
+  (``PRIVMSG``, which has no acknowledgement: each batch of a window ends with
+  ``PING :a<n>`` and its ``PONG`` acknowledges the ``n`` messages before it, since a server
+  answers a connection's lines in order).  Another protocol is one more codec in
+  ``CODECS``; one that frames its messages (WebSocket) would also have the ``Loop`` pass the
+  bytes it reads and writes through the codec (``_received``, ``_send``: the only places).
 * Every message text is ``<code>.<sent>``: ``code`` (10 digits) is ``sender * STRIDE + seq``
   and ``sent`` (16 digits) the sender's ``time.monotonic_ns() // 1000``.  Both have fixed
-  widths, so a receiver finds them by slicing the end of each ``* MSG`` line: no parsing
-  per field, no regex.  CLOCK_MONOTONIC is system-wide, so latencies hold across processes.
+  widths and end the delivered line in both protocols (``* MSG ... <text>``, ``:nick!...
+  PRIVMSG <target> :<text>``), so a receiver finds them by slicing the end of each line: no
+  parsing per field, no regex.  CLOCK_MONOTONIC is system-wide, so latencies hold across
+  processes.
 * Lines are handled in bulk: one ``split`` per read, one list comprehension for the codes
   of a whole read, latency from every ``LATENCY_SAMPLE``-th line only.  This keeps the
   generator at well under a microsecond per delivered line so that the server, not the
   generator, is the bottleneck (the runner pins the two to different CPUs).
-* A sender keeps at most ``window`` SENDs without their ``OK SENT``; each reply read lets it
+* A sender keeps at most ``window`` messages unacknowledged; each reply read lets it
   write that many more, in one ``send``.  It stops after ``count`` messages or ``seconds``,
   whichever comes first; the receivers then get ``drain`` seconds to see the rest.
 * Exactly once: each receiver keeps every code it saw; at the end its sorted codes must equal
@@ -69,6 +80,110 @@ class BenchError(Exception):
     pass
 
 
+class NativeCodec:
+    """Spartan's line protocol (docs/protocol.md)."""
+
+    name = "native"
+    delivery_marker = b"* MSG "
+    ping_line, quit_line = b"PING p\n", b"QUIT\n"
+    ready = b"OK LOGIN"
+
+    def login(self, user: str, channels=()) -> bytes:
+        return b"LOGIN %s\n" % user.encode()  # a native session gets every group's messages
+
+    def login_error(self, chunk: bytes) -> str | None:
+        return chunk.decode(errors="replace") if b"ERR" in chunk else None
+
+    def messages(self, target: bytes, first: int, sent_us: int, count: int, window: int) -> bytes:
+        return b"".join([b"SEND %s %010d.%016d\n" % (target, first + i, sent_us) for i in range(count)])
+
+    @staticmethod
+    def is_delivery(line: bytes) -> bool:
+        return line.startswith(b"* MSG ")
+
+    def replies(self, lines: list[bytes]):
+        """(messages acknowledged, pongs, the first error line or None)."""
+        acked = pongs = 0
+        for line in lines:
+            if line.startswith(b"OK SENT "):
+                acked += 1
+            elif line.startswith(b"OK PONG"):
+                pongs += 1
+            elif line.startswith(b"ERR "):
+                return acked, pongs, line
+            # other pushed lines (* PING, * NOTICE) are ignored
+        return acked, pongs, None
+
+
+class IRCCodec:
+    """IRC as Spartan's gateway and benchmarks/irc_relay.py speak it: nick = user, channel
+    ``#group``; acknowledgements by ``PING``/``PONG`` (see the theory of operation)."""
+
+    name = "irc"
+    delivery_marker = b" PRIVMSG "
+    ping_line, quit_line = b"PING :p\r\n", b"QUIT :bench\r\n"
+    ready = b":spartan-bench-ready"
+    ACK_BATCHES = 4  # PINGs per window: its first batch is acknowledged before its last is sent
+
+    def login(self, user: str, channels=()) -> bytes:
+        name = user.encode()
+        joins = b"".join(b"JOIN #%s\r\n" % c.encode() for c in channels)
+        return b"NICK %s\r\nUSER %s 0 * :%s\r\n%sPING %s\r\n" % (name, name, name, joins, self.ready)
+
+    def login_error(self, chunk: bytes) -> str | None:
+        for line in chunk.split(b"\r\n"):
+            if self._is_error(line):
+                return line.decode(errors="replace")
+        return None
+
+    def messages(self, target: bytes, first: int, sent_us: int, count: int, window: int) -> bytes:
+        batch = max(1, window // self.ACK_BATCHES)
+        out = []
+        for start in range(0, count, batch):
+            n = min(batch, count - start)
+            base = first + start
+            out += [b"PRIVMSG %s :%010d.%016d\r\n" % (target, base + i, sent_us) for i in range(n)]
+            out.append(b"PING :a%d\r\n" % n)
+        return b"".join(out)
+
+    @staticmethod
+    def is_delivery(line: bytes) -> bool:
+        return b" PRIVMSG " in line
+
+    @staticmethod
+    def _is_error(line: bytes) -> bool:
+        if line.startswith(b"ERROR"):
+            return True
+        words = line.split(b" ", 3)
+        if len(words) < 3:
+            return False
+        command = words[1]
+        # 4xx/5xx numerics are errors (301 RPL_AWAY and the like are not); Spartan tells of
+        # a message it could not deliver with a NOTICE.
+        if len(command) == 3 and command.isdigit() and command[:1] in (b"4", b"5"):
+            return True
+        return command == b"NOTICE" and b"not delivered" in line
+
+    def replies(self, lines: list[bytes]):
+        acked = pongs = 0
+        for line in lines:
+            words = line.split(b" ")
+            if len(words) > 2 and words[1] == b"PONG":
+                token = words[-1].lstrip(b":")
+                if token.startswith(b"a"):
+                    acked += int(token[1:])
+                elif token == b"p":
+                    pongs += 1
+            elif self._is_error(line):
+                return acked, pongs, line
+            # JOIN of other members, NAMES, MOTD, PING from the server: nothing to count
+        return acked, pongs, None
+
+
+NATIVE, IRC = NativeCodec(), IRCCodec()
+CODECS = {codec.name: codec for codec in (NATIVE, IRC)}
+
+
 class Conn:
     __slots__ = (
         "sock", "user", "rbuf", "wbuf", "logged_in", "closed",
@@ -77,6 +192,8 @@ class Conn:
         # sending
         "sender", "target", "window", "limit", "sent", "acked", "errors", "stop_at",
         "ack_latencies", "sent_times",
+        # ping-pong
+        "pongs", "ping_limit", "ping_at",
     )
 
     def __init__(self, sock: socket.socket, user: str) -> None:
@@ -99,13 +216,18 @@ class Conn:
         self.stop_at = 0.0
         self.ack_latencies: list[int] = []
         self.sent_times: list[int] | None = None
+        self.pongs = 0
+        self.ping_limit = 0
+        self.ping_at = 0
 
 
 class Loop:
     """One selector over many connections; the only place that reads and writes sockets."""
 
-    def __init__(self, host: str, port: int, source_hosts: list[str] | None = None) -> None:
+    def __init__(self, host: str, port: int, codec=NATIVE,
+                 source_hosts: list[str] | None = None) -> None:
         self.host, self.port = host, port
+        self.codec = codec
         self.source_hosts = source_hosts or []
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
@@ -114,8 +236,10 @@ class Loop:
 
     # -- connections ------------------------------------------------------------------------
 
-    def open(self, users: list[str], deadline: float, per_source: int = 20_000) -> list[Conn]:
-        """Connect and log in ``users`` (one connection each), a batch at a time."""
+    def open(self, users: list[str], deadline: float, per_source: int = 20_000,
+             channels=()) -> list[Conn]:
+        """Connect and log in ``users`` (one connection each, joined to ``channels`` where
+        the protocol has joining), a batch at a time."""
         opened: list[Conn] = []
         for start in range(0, len(users), LOGIN_BATCH):
             batch = []
@@ -134,7 +258,7 @@ class Loop:
                 conn = Conn(sock, user)
                 self.conns.append(conn)
                 self.sel.register(sock, _READ, conn)
-                self._send(conn, b"LOGIN %s\n" % user.encode())
+                self._send(conn, self.codec.login(user, channels))
                 batch.append(conn)
             self.run(lambda: all(c.logged_in for c in batch), deadline)
             if not all(c.logged_in for c in batch):
@@ -213,11 +337,13 @@ class Loop:
             return
         conn.rbuf = buf[end:]
         chunk = buf[:end]
+        codec = self.codec
         if not conn.logged_in:
-            at = chunk.find(b"OK LOGIN")
+            at = chunk.find(codec.ready)
+            error = codec.login_error(chunk if at < 0 else chunk[:at])
+            if error:
+                raise BenchError(f"login {conn.user}: {error}")
             if at < 0:
-                if b"ERR" in chunk:
-                    raise BenchError(f"LOGIN {conn.user}: {chunk!r}")
                 return
             conn.logged_in = True
             chunk = chunk[chunk.index(b"\n", at) + 1 :]
@@ -225,10 +351,11 @@ class Loop:
                 return
         lines = chunk.split(b"\r\n")
         lines.pop()  # after the last CRLF
-        n_msg = chunk.count(b"* MSG ")
+        n_msg = chunk.count(codec.delivery_marker)
         if n_msg != len(lines):
-            replies = [line for line in lines if not line.startswith(b"* MSG ")]
-            lines = [line for line in lines if line.startswith(b"* MSG ")]
+            is_delivery = codec.is_delivery
+            replies = [line for line in lines if not is_delivery(line)]
+            lines = [line for line in lines if is_delivery(line)]
             self._replies(conn, replies)
         if lines:
             now = now_us()
@@ -238,14 +365,18 @@ class Loop:
             self.last_delivery_us = now
 
     def _replies(self, conn: Conn, replies: list[bytes]) -> None:
-        ok = 0
-        for line in replies:
-            if line.startswith(b"OK SENT "):
-                ok += 1
-            elif line.startswith(b"ERR "):
-                conn.errors += 1
-                raise BenchError(f"{conn.user}: {line.decode(errors='replace')}")
-            # other pushed lines (* PING, * NOTICE) are ignored
+        ok, pongs, error = self.codec.replies(replies)
+        if error is not None:
+            conn.errors += 1
+            raise BenchError(f"{conn.user}: {error.decode(errors='replace')}")
+        if pongs:
+            conn.pongs += pongs
+            if conn.ping_at:  # ping-pong: one PING in flight, the next when its PONG is back
+                now = now_us()
+                conn.ack_latencies.append(now - conn.ping_at)
+                conn.ping_at = 0
+                if conn.pongs < conn.ping_limit:
+                    self.ping(conn)
         if ok:
             if conn.sent_times is not None:  # light load: one in flight, RTT of OK SENT
                 now = now_us()
@@ -259,12 +390,15 @@ class Loop:
         if room <= 0 or time.monotonic() >= conn.stop_at:
             return
         t = now_us()
-        base = conn.sender * STRIDE + conn.sent
-        target = conn.target
-        self._send(conn, b"".join([b"SEND %s %010d.%016d\n" % (target, base + i, t) for i in range(room)]))
+        first = conn.sender * STRIDE + conn.sent
+        self._send(conn, self.codec.messages(conn.target, first, t, room, conn.window))
         if conn.sent_times is not None:
             conn.sent_times.extend([t] * room)
         conn.sent += room
+
+    def ping(self, conn: Conn) -> None:
+        conn.ping_at = now_us()
+        self._send(conn, self.codec.ping_line)
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -322,11 +456,11 @@ def _latency_summary(conns: list[Conn]) -> dict:
 
 
 def fanout(host, port, members=50, senders=5, window=64, count=200_000, seconds=3.0, drain=10.0,
-           timeout=60.0, group="fan", prefix="f") -> dict:
+           timeout=60.0, group="fan", prefix="f", codec=NATIVE) -> dict:
     deadline = time.monotonic() + timeout
-    loop = Loop(host, port)
+    loop = Loop(host, port, codec)
     try:
-        conns = loop.open([f"{prefix}{i}" for i in range(members)], deadline)
+        conns = loop.open([f"{prefix}{i}" for i in range(members)], deadline, channels=[group])
         sending = conns[:senders]
         for r in conns:
             r.expect_from = [s for s in sending if s is not r]
@@ -350,9 +484,9 @@ def fanout(host, port, members=50, senders=5, window=64, count=200_000, seconds=
 
 
 def direct(host, port, pairs=50, window=32, count=200_000, seconds=3.0, drain=10.0, timeout=60.0,
-           prefix="d") -> dict:
+           prefix="d", codec=NATIVE) -> dict:
     deadline = time.monotonic() + timeout
-    loop = Loop(host, port)
+    loop = Loop(host, port, codec)
     try:
         conns = loop.open([f"{prefix}{i}" for i in range(2 * pairs)], deadline)
         plan = []
@@ -378,10 +512,12 @@ def direct(host, port, pairs=50, window=32, count=200_000, seconds=3.0, drain=10
         loop.close_all()
 
 
-def light(host, port, count=3000, seconds=10.0, timeout=60.0, users=("l0", "l1")) -> dict:
-    """One message in flight: SEND from one user, wait for the other to get it, again."""
+def light(host, port, count=3000, seconds=10.0, timeout=60.0, users=("l0", "l1"),
+          codec=NATIVE) -> dict:
+    """One message in flight: a message from one user to the other, the next when it is
+    acknowledged; latency = send to the other's receipt."""
     deadline = time.monotonic() + timeout
-    loop = Loop(host, port)
+    loop = Loop(host, port, codec)
     try:
         a, b = loop.open(list(users), deadline)
         b.expect_from = [a]
@@ -403,15 +539,15 @@ def light(host, port, count=3000, seconds=10.0, timeout=60.0, users=("l0", "l1")
 
 
 def held(host, port, server_pid: int, connections=10_000, timeout=120.0, prefix="h",
-         source_hosts=None, settle=1.0) -> dict:
+         source_hosts=None, settle=1.0, codec=NATIVE) -> dict:
     """Idle logged-in connections: how many are reached, and server memory per connection."""
     deadline = time.monotonic() + timeout
-    loop = Loop(host, port, source_hosts)
+    loop = Loop(host, port, codec, source_hosts)
     try:
         # Warm up: one login and logout so lazily-built code paths are in the baseline.
         loop.open([f"{prefix}0"], deadline)
         loop.close_all()
-        loop = Loop(host, port, source_hosts)
+        loop = Loop(host, port, codec, source_hosts)
         time.sleep(settle)
         before = rss_kib(server_pid)
         reached = 0
@@ -434,16 +570,71 @@ def held(host, port, server_pid: int, connections=10_000, timeout=120.0, prefix=
         loop.close_all()
 
 
+def register(host, port, users=10_000, seconds=20.0, timeout=60.0, prefix="h", codec=NATIVE) -> dict:
+    """Logins (native ``LOGIN``, IRC ``NICK``/``USER`` to the ``001`` welcome) one batch of
+    connections at a time, each batch quitting before the next: registrations per second.
+    Stops after ``seconds`` if not all ``users`` are through, and counts those that were."""
+    start = time.monotonic()
+    stop = start + min(seconds, timeout)
+    names = [f"{prefix}{i}" for i in range(users)]
+    registered = 0
+    error = None
+    while registered < users and time.monotonic() < stop:
+        loop = Loop(host, port, codec)
+        try:
+            batch = names[registered : registered + LOGIN_BATCH]
+            try:
+                loop.open(batch, stop)
+            except BenchError as e:
+                done = sum(c.logged_in for c in loop.conns)
+                if time.monotonic() < stop:  # not the time bound: a real failure
+                    raise
+                registered += done
+                error = str(e)
+                break
+            registered += len(batch)
+            for conn in loop.conns:
+                loop._send(conn, codec.quit_line)
+        finally:
+            loop.close_all()
+    elapsed = time.monotonic() - start
+    return {
+        "scenario": "register", "wanted": users, "registered": registered,
+        "finished": registered == users, "seconds": round(elapsed, 3),
+        "registrations_per_s": registered / elapsed, "stopped_by": error and "time bound",
+    }
+
+
+def pingpong(host, port, count=3000, timeout=60.0, user="l0", codec=NATIVE) -> dict:
+    """One PING in flight on one logged-in connection: the round trip to its PONG."""
+    deadline = time.monotonic() + timeout
+    loop = Loop(host, port, codec)
+    try:
+        (conn,) = loop.open([user], deadline)
+        conn.ping_limit = count
+        loop.ping(conn)
+        if not loop.run(lambda: conn.pongs >= count, deadline):
+            raise BenchError(f"ping-pong: {conn.pongs} of {count} PONGs before the timeout")
+        lat = conn.ack_latencies
+        return {
+            "scenario": "pingpong", "pings": count, "samples": len(lat),
+            "p50_ms": percentile(lat, 50) / 1000, "p99_ms": percentile(lat, 99) / 1000,
+        }
+    finally:
+        loop.close_all()
+
+
 if __name__ == "__main__":  # a manual run against a server that is already up
     import argparse
     import json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("scenario", choices=["fanout", "direct", "light"])
+    parser.add_argument("scenario", choices=["fanout", "direct", "light", "pingpong"])
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--protocol", choices=sorted(CODECS), default="native")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     raise_file_limit()
-    run = {"fanout": fanout, "direct": direct, "light": light}[args.scenario]
-    kwargs = {"seconds": args.seconds} if args.scenario != "light" else {}
-    print(json.dumps(run("127.0.0.1", args.port, **kwargs), indent=1))
+    run = {"fanout": fanout, "direct": direct, "light": light, "pingpong": pingpong}[args.scenario]
+    kwargs = {"seconds": args.seconds} if args.scenario in ("fanout", "direct") else {}
+    print(json.dumps(run("127.0.0.1", args.port, codec=CODECS[args.protocol], **kwargs), indent=1))

@@ -37,13 +37,37 @@ def timestamp(seconds: float) -> bytes:
     return _stamp
 
 
-class Relay(protocol.Protocol):
-    user = b""
+class BatchingRelay(protocol.Protocol):
+    """What both bare relays (this one and benchmarks/irc_relay.py) do with bytes: split a
+    read into lines at once, let ``lines_received`` gather what goes to this connection
+    (``out``) and to others (``others``: connection -> [bytes]), write once to each."""
 
     def connectionMade(self):
         # Spartan sets TCP_NODELAY; the yardstick must have the same socket options.
         self.transport.setTcpNoDelay(True)
         self.buffer = b""
+
+    def dataReceived(self, data):
+        data = self.buffer + data if self.buffer else data
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        out: list[bytes] = []
+        others: dict = {}
+        self.lines_received(lines, out, others)
+        if out:
+            self.transport.write(b"".join(out))
+        for peer, chunks in others.items():
+            peer.transport.write(b"".join(chunks))
+
+    def lines_received(self, lines: list[bytes], out: list[bytes], others: dict) -> None:
+        raise NotImplementedError
+
+
+class Relay(BatchingRelay):
+    user = b""
+
+    def connectionMade(self):
+        super().connectionMade()
         self.transport.write(b"* HELLO Spartan 1 relay bare-relay\r\n")
 
     def connectionLost(self, reason):
@@ -52,13 +76,8 @@ class Relay(protocol.Protocol):
             if sessions and self in sessions:
                 sessions.remove(self)
 
-    def dataReceived(self, data):
-        data = self.buffer + data if self.buffer else data
-        lines = data.split(b"\n")
-        self.buffer = lines.pop()
+    def lines_received(self, lines, out, others):
         factory = self.factory
-        out = []  # to this connection
-        others: dict = {}  # connection -> [bytes]
         stamp = timestamp(time.time())
         for line in lines:
             verb, _, rest = line.rstrip(b"\r").partition(b" ")
@@ -91,10 +110,6 @@ class Relay(protocol.Protocol):
                 out.append(b"OK PONG\r\n")
             else:
                 out.append(b"ERR unknown-command the relay knows LOGIN and SEND\r\n")
-        if out:
-            self.transport.write(b"".join(out))
-        for peer, chunks in others.items():
-            peer.transport.write(b"".join(chunks))
 
 
 class RelayFactory(protocol.ServerFactory):

@@ -4,11 +4,14 @@ Run the Spartan benchmarks: one command, a table and JSON of medians over severa
     .venv/bin/python benchmarks/run.py               # full: 5 runs, 10,000 connections
     .venv/bin/python benchmarks/run.py --quick       # small counts, about 30 s
     .venv/bin/python benchmarks/run.py --db fresh    # a new database file per server start
+    .venv/bin/python benchmarks/run.py --protocol irc   # only over IRC (default: native,irc)
 
-Each scenario of each run starts a fresh server (a real ``twistd -n spartan``, and the bare
-relay of ``benchmarks/relay.py`` measured alongside in the same run), drives it from this
-process with `benchmarks.loadgen`, and stops it.  Where the machine has two CPUs or more,
-the server is pinned to one and this process to another.  See docs/performance.md.
+Each scenario of each run, over each protocol, starts a fresh server (a real ``twistd -n
+spartan``, and the bare relay measured alongside in the same run: ``benchmarks/relay.py``
+for the native protocol, ``benchmarks/irc_relay.py`` for IRC), drives it from this process
+with `benchmarks.loadgen` and that protocol's codec, and stops it.  Where the machine has
+two CPUs or more, the server is pinned to one and this process to another.  See
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks import loadgen  # noqa: E402
 
 FANOUT_MEMBERS, SENDERS, PAIRS = 50, 5, 50
-SCENARIOS = ("fanout", "direct", "held", "light")
+SCENARIOS = ("fanout", "direct", "held", "light", "register", "pingpong")
+PROTOCOLS = tuple(loadgen.CODECS)  # native, irc
 
 
 def free_port() -> int:
@@ -79,9 +83,10 @@ def cpu_plan(pin: bool):
 class Server:
     """A server process this runner started (and alone stops, by its PID)."""
 
-    def __init__(self, kind: str, args, tmp: str, cpus, db: str, message_log: str, serial: int):
+    def __init__(self, kind: str, protocol: str, args, tmp: str, cpus, db: str, message_log: str,
+                 serial: int):
         self.kind = kind
-        self.port = free_port()
+        self.port = free_port()  # the port the load goes to: native or IRC
         self.log_path = os.path.join(tmp, f"{kind}-{serial}.log")
         python = args.python or sys.executable
         config = os.path.join(tmp, "users.toml")
@@ -90,19 +95,24 @@ class Server:
             python = args.relay_python
         if kind == "spartan_alt":
             python = args.spartan_python
-        if kind in ("relay", "relay_alt"):
+        if kind in ("relay", "relay_alt") and protocol == "irc":
+            cmd = [python, os.path.join(HERE, "irc_relay.py"), "--port", str(self.port)]
+        elif kind in ("relay", "relay_alt"):
             cmd = [python, os.path.join(HERE, "relay.py"), "--port", str(self.port), "--config", config]
         else:
             if kind == "baseline":  # another checkout of Spartan, e.g. before a change
                 env["PYTHONPATH"] = args.baseline + os.pathsep + env.get("PYTHONPATH", "")
             if db == "fresh":
                 db = os.path.join(tmp, f"spartan-{serial}.sqlite3")
+            native_port = self.port if protocol == "native" else free_port()
             cmd = [
                 python, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", "--logfile", self.log_path, "spartan",
-                "--port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
+                "--port", f"tcp:{native_port}:interface=127.0.0.1:backlog=1024",
                 "--config", config, "--message-log", message_log, "--db", db,
             ]
+            if protocol == "irc":
+                cmd += ["--irc-port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024"]
             if args.sync:
                 cmd += ["--sync", args.sync]
             if kind != "baseline" or _has_limits(args.baseline):
@@ -146,20 +156,27 @@ class Server:
         self.output.close()
 
 
-def run_scenario(name: str, port: int, pid: int, sizes: dict) -> dict:
+def run_scenario(name: str, protocol: str, port: int, pid: int, sizes: dict) -> dict:
     host = "127.0.0.1"
+    codec = loadgen.CODECS[protocol]
     if name == "fanout":
         return loadgen.fanout(host, port, FANOUT_MEMBERS, SENDERS, sizes["window"], sizes["count"],
-                              sizes["seconds"])
+                              sizes["seconds"], codec=codec)
     if name == "direct":
-        return loadgen.direct(host, port, PAIRS, sizes["dm_window"], sizes["count"], sizes["seconds"])
+        return loadgen.direct(host, port, PAIRS, sizes["dm_window"], sizes["count"], sizes["seconds"],
+                              codec=codec)
     if name == "light":
         # A server that has run a while has met this path before: a first round, not
         # counted, lets a JIT (PyPy) compile it, as the throughput runs' first second does.
-        loadgen.light(host, port, sizes["light_warmup"])
-        return loadgen.light(host, port, sizes["light"])
+        loadgen.light(host, port, sizes["light_warmup"], codec=codec)
+        return loadgen.light(host, port, sizes["light"], codec=codec)
+    if name == "pingpong":
+        loadgen.pingpong(host, port, sizes["light_warmup"], codec=codec)
+        return loadgen.pingpong(host, port, sizes["light"], codec=codec)
     if name == "held":
-        return loadgen.held(host, port, pid, sizes["held"], source_hosts=sizes["sources"])
+        return loadgen.held(host, port, pid, sizes["held"], source_hosts=sizes["sources"], codec=codec)
+    if name == "register":
+        return loadgen.register(host, port, sizes["held"], sizes["register_seconds"], codec=codec)
     raise ValueError(name)
 
 
@@ -175,6 +192,9 @@ FIGURES = {
              ("bytes_per_conn", "server memory per connection (bytes)", "{:,.0f}", "low")],
     "light": [("p50_ms", "light-load round trip p50 (ms)", "{:.3f}", "low"),
               ("p99_ms", "light-load round trip p99 (ms)", "{:.3f}", "low")],
+    "register": [("registrations_per_s", "registrations/s (login to welcome)", "{:,.0f}", "high")],
+    "pingpong": [("p50_ms", "ping-pong round trip p50 (ms)", "{:.3f}", "low"),
+                 ("p99_ms", "ping-pong round trip p99 (ms)", "{:.3f}", "low")],
     "fanout_logtext": [("deliveries_per_s", "fan-out deliveries/s, --message-log text", "{:,.0f}", "high")],
 }
 
@@ -184,28 +204,42 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(results: list[dict], servers: list[str]) -> list[dict]:
+def _by_run(results: list[dict], key: str, protocol: str, server: str, field: str) -> dict:
+    return {r["run"]: r[field] for r in results
+            if r["key"] == key and r["protocol"] == protocol and r["server"] == server}
+
+
+def _ratio(top: dict, bottom: dict):
+    """Median of the ratios taken within each run (same machine load)."""
+    ratios = [top[run] / bottom[run] for run in top if run in bottom and bottom[run]]
+    return median(ratios) if ratios else None
+
+
+def summarise(results: list[dict], servers: list[str], protocols=("native",)) -> list[dict]:
     rows = []
-    for key, figures in FIGURES.items():
-        for field, label, fmt, _ in figures:
-            row = {"scenario": key, "figure": field, "label": label, "format": fmt}
-            for kind in servers:
-                vals = [r[field] for r in results if r["key"] == key and r["server"] == kind]
-                row[kind] = median(vals) if vals else None
-                row[kind + "_runs"] = vals
-            # Ratios are taken within each run (same machine load), then the median.
-            for top, bottom, name, _ in RATIOS:
-                if top not in servers or bottom not in servers:
-                    continue
-                ratios = []
-                for run in {r["run"] for r in results if r["key"] == key}:
-                    t = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == top]
-                    b = [r[field] for r in results if r["key"] == key and r["run"] == run and r["server"] == bottom]
-                    if t and b and b[0]:
-                        ratios.append(t[0] / b[0])
-                row[name] = median(ratios) if ratios else None
-            if any(row.get(k) is not None for k in servers):
-                rows.append(row)
+    for protocol in protocols:
+        for key, figures in FIGURES.items():
+            for field, label, fmt, _ in figures:
+                if protocol != "native":
+                    label = f"{protocol.upper()} {label}"
+                row = {"scenario": key, "protocol": protocol, "figure": field, "label": label,
+                       "format": fmt}
+                for kind in servers:
+                    vals = list(_by_run(results, key, protocol, kind, field).values())
+                    row[kind] = median(vals) if vals else None
+                    row[kind + "_runs"] = vals
+                for top, bottom, name, _ in RATIOS:
+                    if top in servers and bottom in servers:
+                        row[name] = _ratio(_by_run(results, key, protocol, top, field),
+                                           _by_run(results, key, protocol, bottom, field))
+                # The same server over another protocol against the native one, same runs.
+                for kind, other, name, _ in PROTOCOL_RATIOS:
+                    if kind in servers and other in protocols and "native" in protocols:
+                        row[name] = None if protocol != other else _ratio(
+                            _by_run(results, key, other, kind, field),
+                            _by_run(results, key, "native", kind, field))
+                if any(row.get(k) is not None for k in servers):
+                    rows.append(row)
     return rows
 
 
@@ -215,6 +249,12 @@ RATIOS = [
     ("spartan", "baseline", "ratio_baseline", "Spartan / baseline"),
     ("spartan_alt", "spartan", "ratio_alt", "--spartan-python / Spartan"),
 ]
+# (server, protocol, JSON key, column): that server over that protocol / over native.
+PROTOCOL_RATIOS = [
+    ("spartan", "irc", "ratio_irc_native", "Spartan IRC / native"),
+    ("relay", "irc", "ratio_relay_irc_native", "relay IRC / native"),
+]
+ALL_RATIOS = [(key, label) for *_, key, label in RATIOS + PROTOCOL_RATIOS]
 
 
 def table(rows: list[dict], servers: list[str]) -> str:
@@ -222,8 +262,8 @@ def table(rows: list[dict], servers: list[str]) -> str:
              "relay_alt": "bare relay, --relay-python", "spartan_alt": "Spartan, --spartan-python"}
     head = ["figure"] + [names[k] for k in servers]
     first = rows[0] if rows else {}
-    ratios = [key for _, _, key, _ in RATIOS if key in first]
-    head += [label for _, _, key, label in RATIOS if key in first]
+    ratios = [key for key, _ in ALL_RATIOS if key in first]
+    head += [label for key, label in ALL_RATIOS if key in first]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["label"]]
@@ -243,6 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--servers", default="spartan,relay", help="spartan,relay or one of them")
+    parser.add_argument("--protocol", default=",".join(PROTOCOLS),
+                        help=f"comma-separated subset of {','.join(PROTOCOLS)}: the protocols the "
+                             "load speaks (the relay column is the bare relay of that protocol)")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also run the Spartan found in DIR (e.g. `git archive` of an older "
                              "commit) in the same runs, as a 'baseline' column")
@@ -263,7 +306,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--cluster", action="store_true",
-                        help="then one node against two over Redis (benchmarks/cluster_bench.py)")
+                        help="then one SQLite node, one Redis node and two Redis nodes "
+                             "(benchmarks/cluster_bench.py)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -277,10 +321,15 @@ def main(argv=None) -> int:
         "light": 300 if quick else 5000,
         "light_warmup": 100 if quick else 5000,
         "held": held,
+        "register_seconds": 3.0 if quick else 20.0,  # registrations stop here if not all through
         "sources": [f"127.0.0.{i}" for i in range(2, 2 + (held // 20_000) + 1)],
     }
     scenarios = [s for s in args.scenarios.split(",") if s]
     servers = [s for s in args.servers.split(",") if s]
+    protocols = [p for p in args.protocol.split(",") if p]
+    unknown = [p for p in protocols if p not in PROTOCOLS] + [s for s in scenarios if s not in SCENARIOS]
+    if unknown or not protocols:
+        parser.error(f"unknown protocol or scenario: {', '.join(unknown) or '(none given)'}")
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
         servers.insert(1 if "spartan" in servers else 0, "baseline")
@@ -305,7 +354,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="spartan-bench-") as tmp:
         write_config(os.path.join(tmp, "users.toml"), held)
         plan = [(s, args.message_log) for s in scenarios]
-        if "fanout" in scenarios and not args.no_logtext and "spartan" in servers:
+        if "fanout" in scenarios and not args.no_logtext and "spartan" in servers and "native" in protocols:
             plan.append(("fanout_logtext", "text"))
         for run in range(runs):
             for key, message_log in plan:
@@ -313,31 +362,45 @@ def main(argv=None) -> int:
                 kinds = ["spartan"] if key == "fanout_logtext" else servers
                 if key == "fanout_logtext" and run >= max(1, runs // 2):
                     continue  # a figure for reference: fewer runs
-                for kind in kinds:
-                    serial += 1
-                    server = Server(kind, args, tmp, server_cpus, args.db, message_log, serial)
-                    try:
-                        result = run_scenario(scenario, server.port, server.proc.pid, sizes)
-                    except (loadgen.BenchError, OSError) as e:
-                        failures.append(f"run {run + 1} {key} {kind}: {e}")
-                        print(f"FAILED run {run + 1} {key} {kind}: {e}", file=sys.stderr, flush=True)
-                        continue
-                    finally:
-                        server.stop()
-                    result.update(key=key, server=kind, run=run)
-                    results.append(result)
-                    brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
-                             if k in ("deliveries_per_s", "messages_per_s", "p50_ms", "p99_ms",
-                                      "reached", "bytes_per_conn", "exactly_once", "generator_cpu")}
-                    print(f"run {run + 1}/{runs} {key:15} {kind:8} {brief}", file=sys.stderr, flush=True)
+                for protocol in ["native"] if key == "fanout_logtext" else protocols:
+                    for kind in kinds:
+                        serial += 1
+                        what = f"run {run + 1} {key} {protocol} {kind}"
+                        try:
+                            server = Server(kind, protocol, args, tmp, server_cpus, args.db, message_log,
+                                            serial)
+                        except loadgen.BenchError as e:
+                            failures.append(f"{what}: {e}")
+                            print(f"FAILED {what}: {e}", file=sys.stderr, flush=True)
+                            continue
+                        try:
+                            result = run_scenario(scenario, protocol, server.port, server.proc.pid, sizes)
+                        except (loadgen.BenchError, OSError) as e:
+                            failures.append(f"{what}: {e}")
+                            print(f"FAILED {what}: {e}", file=sys.stderr, flush=True)
+                            continue
+                        finally:
+                            server.stop()
+                        result.update(key=key, protocol=protocol, server=kind, run=run)
+                        results.append(result)
+                        brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
+                                 if k in ("deliveries_per_s", "messages_per_s", "p50_ms", "p99_ms",
+                                          "reached", "bytes_per_conn", "registrations_per_s", "registered",
+                                          "exactly_once", "generator_cpu")}
+                        print(f"run {run + 1}/{runs} {key:15} {protocol:6} {kind:8} {brief}",
+                              file=sys.stderr, flush=True)
 
-    rows = summarise(results, servers)
+    rows = summarise(results, servers, protocols)
+    # PYTHONPATH decides which Spartan the servers import: part of the command.
+    pythonpath = [f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []
     report = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "command": " ".join(["benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(pythonpath + ["benchmarks/run.py"]
+                            + (argv if argv is not None else sys.argv[1:])),
         "server_python": args.python or sys.executable,
         "db": args.db,
+        "protocols": protocols,
         "pinned": {"server": sorted(server_cpus) if server_cpus else None,
                    "generator": sorted(gen_cpus) if gen_cpus else None},
         "runs": runs,
@@ -363,9 +426,9 @@ def main(argv=None) -> int:
         import cluster_bench  # benchmarks/ is this script's directory
 
         print()
-        print("One node against two over Redis:", flush=True)
+        print("One SQLite node, one Redis node and two Redis nodes, in the same runs:", flush=True)
         os.sched_setaffinity(0, range(os.cpu_count()))  # the nodes share both CPUs
-        cluster_bench.main(["--messages", "2000" if quick else "10000"])
+        cluster_bench.main(["--messages", "4000" if quick else "20000", "--runs", str(runs)])
     return 0 if report["exactly_once"] else 1
 
 

@@ -44,9 +44,9 @@ from twisted.logger import globalLogBeginner  # noqa: E402
 from twisted.python import failure  # noqa: E402
 
 from spartan import interpreter  # noqa: E402
-from spartan.chat import LOG_OFF, Chat  # noqa: E402
-from spartan.directory import DEMO  # noqa: E402
-from spartan.server import SpartanFactory  # noqa: E402
+from spartan.core.chat import LOG_OFF, Chat  # noqa: E402
+from spartan.core.directory import DEMO  # noqa: E402
+from spartan.native.protocol import NativeFactory  # noqa: E402
 from spartan.store.memory import MemoryStore  # noqa: E402
 from spartan.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -82,8 +82,7 @@ class NextTurnMemoryStore(MemoryStore):
     Not a store to use: a yardstick.  It costs nothing but being asynchronous, so it
     shows what the chat core and the server spend on a store that answers later, as
     every durable store must; the SQLite store's own cost is the rest.  Like
-    `SQLiteStore` it offers `append_to` (the server's path) and answers inside
-    ``result_batch``.
+    `SQLiteStore` it answers a turn's appends together, inside ``output_batch``.
     """
 
     def __init__(self, reactor) -> None:
@@ -91,10 +90,9 @@ class NextTurnMemoryStore(MemoryStore):
         self._reactor = reactor
         self._waiting: list = []
         self._call = None
-        self.result_batch = None  # as SQLiteStore.result_batch
 
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
-        result = super().append(conversation, sender, text, timestamp, client_id).result
+        result = self._append(conversation, sender, text, timestamp, client_id)
         self._waiting.append((result, receiver))
         if self._call is None:
             self._call = self._reactor.callLater(0, self._answer)
@@ -102,13 +100,9 @@ class NextTurnMemoryStore(MemoryStore):
     def _answer(self) -> None:
         self._call = None
         waiting, self._waiting = self._waiting, []
-        batch = self.result_batch() if self.result_batch is not None else None
-        try:
+        with self.output_batch:
             for (message, is_new), receiver in waiting:
                 receiver.appended(message, is_new)
-        finally:
-            if batch is not None:
-                batch.close()
 
 
 class Run:
@@ -120,9 +114,8 @@ class Run:
         self.per_sender = messages // len(SENDERS)
         self.window, self.burst = window, burst
         self.chat = Chat(DEMO, store, reactor, message_log=LOG_OFF)
-        self.factory = SpartanFactory(self.chat)
-        if isinstance(store, (SQLiteStore, NextTurnMemoryStore)):
-            store.result_batch = self.factory.batch  # as spartan.tap wires it
+        self.factory = NativeFactory(self.chat)
+        store.output_batch = self.factory.batch  # as spartan.tap wires it
         self.written: dict[CountingTransport, int] = {}
         self.senders: dict[CountingTransport, object] = {}
         self.receivers: list[CountingTransport] = []

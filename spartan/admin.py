@@ -34,7 +34,7 @@ import tempfile
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from spartan.directory import ConfigError, parse_directory
+from spartan.core.directory import ConfigError, parse_directory
 from spartan.passwd import PasswordRefused, hash_password, read_new_password
 
 EXIT_REFUSED = 1

@@ -26,7 +26,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from spartan import interpreter, process
-from spartan.chat import Chat
+from spartan.core.chat import Chat
 
 EXIT_CANNOT_START = 1
 

@@ -16,12 +16,13 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from spartan import __version__, logs
-from spartan.auth import make_authenticator
-from spartan.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
-from spartan.directory import DEMO, ConfigError, Directory, load_directory
+from spartan.core.auth import make_authenticator
+from spartan.core.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
+from spartan.core.directory import DEMO, ConfigError, Directory, load_directory
 from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
-from spartan.limits import RateConfig, ServerLimits
-from spartan.server import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING, SpartanFactory
+from spartan.native.protocol import NativeFactory
+from spartan.net.connection import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING
+from spartan.net.limits import RateConfig, ServerLimits
 from spartan.service import SpartanService
 from spartan.store import MessageStore, StoreError
 from spartan.store.sqlite import check_database, store_from_options
@@ -317,19 +318,18 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         authenticator=authenticator,
     )
     if options["redis"]:
-        from spartan.cluster import join_cluster
+        from spartan.cluster.nodes import join_cluster
 
         chat.peers = join_cluster(chat, options, reactor)
-    factory = SpartanFactory(
+    factory = NativeFactory(
         chat,
         max_line=options["max-line"],
         max_pending=options["max-pending"],
         limits=options["limits"],
     )
-    if hasattr(chat.store, "result_batch"):
-        # A store that answers later (a commit, off the reactor thread) fires a whole
-        # commit's Deferreds in one batch: one write per connection, not per message.
-        chat.store.result_batch = factory.batch
+    # A store that answers later (a commit, off the reactor thread) reports a whole
+    # commit inside the listeners' batch: one write per connection, not per message.
+    chat.store.output_batch = factory.batch
     service = SpartanService(chat, factory, reactor, notices=exposure_notices(options))
     for description in options["ports"]:
         endpoint = _endpoint(reactor, "--port", description, options["reuse-port"])
@@ -342,6 +342,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
             max_pending=options["max-pending"],
             limits=options["limits"],
             connections=factory.connections,  # one count for both ports
+            batch=factory.batch,  # and one output batch
         )
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
@@ -352,7 +353,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
 def _endpoint(reactor, option: str, description: str, reuse_port: bool):
     try:
         if reuse_port:
-            from spartan.reuseport import endpoint_from_description
+            from spartan.net.reuseport import endpoint_from_description
 
             return endpoint_from_description(reactor, description)
         return endpoints.serverFromString(reactor, description)

@@ -7,10 +7,13 @@ import itertools
 import os
 import re
 import sys
+import time
+from collections.abc import Callable
 
 import pexpect
+import pyte
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.flow import ClientFlow, Connect, Exit, Reconnect, Send, StartTimer
 from spartan.client.terminal import render
 
@@ -138,6 +141,22 @@ def screen_lines(raw: str) -> list[str]:
     return ["".join(line) for line in lines]
 
 
+def cursor_row(screen: pyte.Screen) -> str:
+    """The line the cursor is on, as shown (no trailing blanks)."""
+    return screen.display[screen.cursor.y].rstrip()
+
+
+def cursor_after(screen: pyte.Screen, text: str) -> bool:
+    """The cursor's line reads ``text`` and the cursor is right after it."""
+    return cursor_row(screen) == text.rstrip() and screen.cursor.x == pyte_width(text)
+
+
+def pyte_width(text: str) -> int:
+    screen = pyte.Screen(4 * len(text) + 1, 1)
+    pyte.Stream(screen).feed(text)
+    return screen.cursor.x
+
+
 def strip_trailing_prompt(lines: list[str], prompt: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] in ("", prompt) else lines
 
@@ -222,13 +241,15 @@ class FlowHarness:
     def screen(self) -> list[str]:
         return screen_lines(self.raw)
 
-    def login(self, online: tuple[str, ...] = (), groups: str = GROUPS_REPLY) -> None:
-        """Connect and answer LOGIN, USERS and GROUPS like the demo server."""
+    def login(
+        self, online: tuple[str, ...] = (), groups: str = GROUPS_REPLY, unread: str = "OK UNREAD"
+    ) -> None:
+        """Connect and answer LOGIN, USERS, GROUPS and UNREAD like the demo server."""
         self.apply(self.flow.on_connected())
         assert self.take_sent() == [f"LOGIN {self.flow.user}"]
         self.server(f"OK LOGIN {self.flow.user}")
-        assert self.take_sent() == ["USERS", "GROUPS"]
-        self.server(users_reply(online), groups)
+        assert self.take_sent() == ["USERS", "GROUPS", "UNREAD"]
+        self.server(users_reply(online), groups, unread)
 
 
 def sent_ids(sent: list[str]) -> list[str]:
@@ -242,6 +263,7 @@ class AutoServer:
         self.h = harness
         self.next_id = 100
         self.unseen: dict[str, list[str]] = {}  # conversation -> MSG lines for the next OPEN
+        self.unread = "OK UNREAD"  # the answer to UNREAD
 
     def answer(self) -> list[str]:
         """Answer every command sent so far; return them."""
@@ -263,6 +285,8 @@ class AutoServer:
             return [users_reply()]
         if verb == "GROUPS":
             return [GROUPS_REPLY]
+        if verb == "UNREAD":
+            return [self.unread]
         if verb == "OPEN":
             messages = self.unseen.pop(rest, [])
             return messages + [f"OK OPEN {rest} {len(messages)}"]
@@ -282,6 +306,7 @@ class AutoServer:
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 E2E_TIMEOUT = 10  # seconds, for every single wait on a client
+ROWS, COLUMNS = 50, 200  # the pseudo-terminal's size
 
 
 def client_env(**extra: str) -> dict[str, str]:
@@ -307,7 +332,7 @@ class ClientProcess:
         self.output = io.StringIO()
         self.child = pexpect.spawn(
             command[0], command[1:], cwd=REPO, env=client_env(), encoding="utf-8",
-            timeout=E2E_TIMEOUT, dimensions=(50, 200),
+            timeout=E2E_TIMEOUT, dimensions=(ROWS, COLUMNS),
         )  # fmt: skip
         self.child.logfile_read = self.output
 
@@ -325,6 +350,33 @@ class ClientProcess:
 
     def screen(self) -> list[str]:
         return screen_lines(self.output.getvalue())
+
+    def visible(self) -> pyte.Screen:
+        """The terminal as a person sees it now, by a terminal emulator (pyte)."""
+        screen = pyte.Screen(COLUMNS, ROWS)
+        pyte.Stream(screen).feed(self.output.getvalue())
+        return screen
+
+    def wait_screen(self, check: Callable[[pyte.Screen], bool]) -> pyte.Screen:
+        """Read output until ``check(visible screen)`` holds (at most `E2E_TIMEOUT`)."""
+        deadline = time.monotonic() + E2E_TIMEOUT
+        while True:  # bounded by the deadline
+            screen = self.visible()
+            if check(screen):
+                return screen
+            if time.monotonic() > deadline:
+                rows = "\n".join(row.rstrip() for row in screen.display if row.strip())
+                raise AssertionError(f"the screen never got there; it shows:\n{rows}")
+            try:
+                self.child.read_nonblocking(65536, timeout=0.1)  # logged into self.output
+            except pexpect.TIMEOUT:
+                pass
+
+    def paste(self, text: str) -> None:
+        """Write ``text`` to the terminal all at once, as a paste does."""
+        data = text.encode()
+        while data:  # bounded: each write takes at least one byte
+            data = data[os.write(self.child.child_fd, data[:4096]) :]
 
     def wait_exit(self) -> int:
         self.child.expect(pexpect.EOF)

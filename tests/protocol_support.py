@@ -8,27 +8,32 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan.chat import Chat
-from spartan.directory import DEMO
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
 from spartan.irc import IRCGatewayFactory
-from spartan.server import SpartanFactory
+from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
 
 IRC_SERVER_NAME = "irc.test"
 
 
 class Server:
-    def __init__(self, limits=None, directory=DEMO, authenticator=None):
+    def __init__(self, limits=None, directory=DEMO, authenticator=None, store=None, **settings):
+        """``settings``: the connection layer's (max_line, max_pending), for both ports."""
         self.clock = Clock()
-        self.chat = Chat(directory, MemoryStore(), self.clock, authenticator=authenticator)
+        self.store = store or MemoryStore()
+        self.chat = Chat(directory, self.store, self.clock, authenticator=authenticator)
         self.chat.start()
-        self.factory = SpartanFactory(self.chat, limits=limits)
+        self.factory = NativeFactory(self.chat, limits=limits, **settings)
         self.irc_factory = IRCGatewayFactory(
             self.chat,
             server_name=IRC_SERVER_NAME,
             limits=limits,
             connections=self.factory.connections,
+            batch=self.factory.batch,
+            **settings,
         )
+        self.store.output_batch = self.factory.batch  # as spartan.tap wires them
 
     def connect(self, host="10.0.0.1", port=5000, factory=None):
         """A connection to the native port (or to ``factory``'s)."""

@@ -11,6 +11,7 @@ CI is not tested.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')  # one argument in a MONITOR line
 
 
 def find_redis_server() -> str | None:
@@ -133,3 +136,46 @@ class RedisServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Monitor:
+    """A ``MONITOR`` connection: the commands Redis ran, as Redis itself reports them."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=2.0)
+        self.sock.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+        self.buffer = b""
+        while b"+OK\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        self.buffer = self.buffer.split(b"+OK\r\n", 1)[1]
+
+    def commands(self, quiet: float = 0.3) -> list[list[str]]:
+        """The commands clients sent since the last call (read until ``quiet`` seconds
+        pass with nothing new), each as its arguments, the name upper-cased:
+        ``["EVALSHA", ...]``.  Commands run by scripts (``[0 lua]``) are left out."""
+        self.sock.settimeout(quiet)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                self.buffer += data
+        except TimeoutError:
+            pass
+        lines, _, self.buffer = self.buffer.rpartition(b"\r\n")
+        commands = []
+        # +1700000000.123456 [0 127.0.0.1:40000] "evalsha" "..." ...
+        for line in lines.decode(errors="replace").split("\r\n"):
+            if "] " not in line or " lua]" in line:
+                continue
+            arguments = _QUOTED.findall(line.split("] ", 1)[1])
+            if arguments:
+                commands.append([arguments[0].upper(), *arguments[1:]])
+        return commands
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The names of the commands since the last call that start with ``prefix``."""
+        return [c[0] for c in self.commands() if c[0].startswith(prefix)]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -14,7 +14,7 @@ import pexpect
 import pytest
 
 from spartan import admin
-from spartan.directory import load_directory
+from spartan.core.directory import load_directory
 from spartan.passwd import verify_password
 from tests.support import TwistdServer
 

@@ -6,11 +6,11 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from spartan import passwd
-from spartan.auth import OpenDoor, PasswordAuthenticator, make_authenticator
-from spartan.chat import Chat
-from spartan.directory import ConfigError, Directory
-from spartan.errors import ChatError
-from spartan.limits import BackoffConfig
+from spartan.core.auth import OpenDoor, PasswordAuthenticator, make_authenticator
+from spartan.core.chat import Chat
+from spartan.core.directory import ConfigError, Directory
+from spartan.core.errors import ChatError
+from spartan.net.limits import BackoffConfig
 from spartan.store.memory import MemoryStore
 
 FAST = dict(n=2**4, r=1, p=1)
@@ -159,7 +159,7 @@ def test_make_authenticator():
 def test_default_runner_is_inline_on_a_test_clock_and_a_thread_pool_on_a_reactor():
     from twisted.internet import reactor
 
-    from spartan.auth import _thread_runner
+    from spartan.core.auth import _thread_runner
 
     assert result(_thread_runner(Clock())(lambda a: a + 1, 1)) == 2
     assert _thread_runner(reactor).__code__ is not _thread_runner(Clock()).__code__

@@ -1,12 +1,13 @@
 """The chat core, with the in-memory store and a fake clock: no sockets, no reactor."""
 
 import pytest
-from twisted.internet.defer import fail
+
 from twisted.internet.task import Clock
 
-from spartan.chat import LOG_HIDDEN, LOG_OFF, Chat, direct_key
-from spartan.directory import DEMO, Directory
-from spartan.errors import ChatError
+from spartan.core.chat import LOG_HIDDEN, LOG_OFF, Chat
+from spartan.core.names import direct_key
+from spartan.core.directory import DEMO, Directory
+from spartan.core.errors import ChatError
 from spartan.store import StoreError
 from spartan.store.memory import MemoryStore
 
@@ -234,7 +235,7 @@ def test_resend_with_the_same_client_id_is_stored_and_delivered_once(chat):
 def test_store_failure_is_reported_and_nothing_is_delivered(chat):
     alice, _ = login(chat, "alice")
     _, bob_inbox = login(chat, "bob")
-    chat.store.append = lambda *a, **k: fail(StoreError("disk full"))
+    chat.store.append_to = lambda *args: args[-1].failed(StoreError("disk full"))
     with pytest.raises(ChatError) as error:
         result(alice.send("bob", "hi"))
     assert error.value.code == "unavailable"

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.__main__ import parse_args
 from spartan.client.app import ClientApp
 from spartan.client.connection import (
@@ -128,6 +128,7 @@ def test_reconnect_waits_the_backoff_delay():
     assert listener.events[-1] == ("connected",)
 
     # A connection that lasted resets the backoff; one that did not does not.
+    proto.dataReceived(b"* HELLO Spartan 1 test hi\r\n")
     clock.advance(STABLE)
     proto.connectionLost(Failure(error.ConnectionDone()))
     assert listener.events[-1] == ("disconnected", "The server closed the connection")
@@ -136,6 +137,12 @@ def test_reconnect_waits_the_backoff_delay():
     proto, transport = endpoint.succeed()
     proto.connectionLost(Failure(error.ConnectionLost()))
     assert connection.reconnect() == 2
+    # Closed before the greeting every Spartan server sends first: what a TLS port does.
+    assert listener.events[-1] == (
+        "disconnected",
+        "The server closed the connection without a greeting"
+        " (is it a TLS port? Then use --tls or --cafile)",
+    )
 
 
 def test_commands_are_paced_below_the_servers_rate():
@@ -284,6 +291,8 @@ class ScriptedServer(protocol.Protocol):
                     self.transport.write(wire.format_ok("USERS", "alice=online", "bob=online"))
                 case wire.Groups():
                     self.transport.write(wire.format_ok("GROUPS"))
+                case wire.Unread():
+                    self.transport.write(wire.format_ok("UNREAD"))
                 case wire.Open(target):
                     self.transport.write(wire.format_message("MSG", 5, 0, target, target, "hi"))
                     self.transport.write(wire.format_ok("OPEN", target, "1"))
@@ -325,8 +334,8 @@ async def test_app_runs_a_session_over_pipes():
         assert lines[0] == f"[Spartan] Connected to Spartan Server at port {port.getHost().port}."
         assert lines[-3:] == ["[bob] hi", "[alice] > hello", "[alice] > "]
         assert factory.received == [
-            wire.Login("alice"), wire.Users(), wire.Groups(), wire.Open("bob"),
-            wire.Ack("bob", 5), wire.Send("bob", "hello", factory.received[5].client_id),
+            wire.Login("alice"), wire.Users(), wire.Groups(), wire.Unread(), wire.Open("bob"),
+            wire.Ack("bob", 5), wire.Send("bob", "hello", factory.received[6].client_id),
             wire.Quit(),
         ]  # fmt: skip
     finally:

@@ -2,11 +2,15 @@
 
 Every wait is bounded (`E2E_TIMEOUT`); every process is stopped in the fixtures' teardown.
 No client here has PYTHONUNBUFFERED set, so each prompt waited for proves it was flushed.
+What the line editor draws is read by a terminal emulator (pyte, `ClientProcess.visible`);
+the other side of those conversations is a `LineClient`, so what arrived is checked exactly.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +24,7 @@ from tests.client_support import (
     SPEC_ONE_TO_ONE_BOB,
     ClientProcess,
     client_command,
+    cursor_after,
     client_env,
     spec_lines,
 )
@@ -51,6 +56,11 @@ def client(spartan):
     finally:
         for process in started:
             process.close()
+
+
+def with_unread(lines: list[str], waiting: str) -> list[str]:
+    menu = lines.index("What do you want to do?")
+    return lines[:menu] + [f"[Spartan] Unread: {waiting}"] + lines[menu:]
 
 
 def open_chat(process: ClientProcess, user: str, *, typed_after: str = "") -> ClientProcess:
@@ -99,9 +109,13 @@ def test_spec_group_session(spartan, client):
     alice.expect("[eve] hey, how r u guys doing?\r\n[alice] > ")
     bob.expect("\r\n[eve] hey, how r u guys doing?\r\n[bob] > ")
 
+    # Bob and eve come after the group spoke: one line more than the spec, before the
+    # menu, says what waits for them.
     assert alice.screen() == spec_lines(SPEC_GROUP_ALICE, spartan.port) + ["[alice] > "]
-    assert bob.screen() == spec_lines(SPEC_GROUP_BOB, spartan.port) + ["[bob] > "]
-    assert eve.screen() == spec_lines(SPEC_GROUP_EVE, spartan.port)
+    assert bob.screen() == with_unread(spec_lines(SPEC_GROUP_BOB, spartan.port), "group1 (1)") + [
+        "[bob] > "
+    ]
+    assert eve.screen() == with_unread(spec_lines(SPEC_GROUP_EVE, spartan.port), "group1 (2)")
 
 
 def test_earlier_messages_shown_once_across_restarts_of_the_client(spartan, client):
@@ -155,14 +169,13 @@ def test_leaving_sends_what_was_typed_first(spartan, client, how):
     if how == "/quit":
         alice.send("last words\n/quit\n")
     elif how == "ctrl-d":
-        alice.send("last words")  # not even Enter: Ctrl-D twice ends it, and the input
-        alice.child.sendeof()
+        alice.send("last words\n")  # Ctrl-D on the empty line after it
         alice.child.sendeof()
     else:
         alice.line("last words", "last words\r\n[alice] > ")  # read: Ctrl-C flushes unread input
         alice.child.sendintr()
     assert alice.wait_exit() == 0
-    assert alice.screen()[-1] == ""  # the shell's prompt starts on a new line
+    assert alice.screen()[-2:] == ["[Spartan] Goodbye.", ""]  # the shell's prompt on a new line
 
     bob = LineClient(spartan.port)
     try:
@@ -174,10 +187,14 @@ def test_leaving_sends_what_was_typed_first(spartan, client, how):
         bob.close()
 
 
-def test_unreachable_server():
+@pytest.mark.parametrize("script", [False, True], ids=["python -m", "spartan-chat"])
+def test_unreachable_server(script):
     port = free_port()
+    command = client_command("alice", port)
+    if script:  # the console script, installed next to the interpreter
+        command = [os.path.join(os.path.dirname(sys.executable), "spartan-chat"), *command[3:]]
     done = subprocess.run(
-        client_command("alice", port), cwd=REPO, env=client_env(), stdin=subprocess.DEVNULL,
+        command, cwd=REPO, env=client_env(), stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=E2E_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 1
@@ -223,8 +240,8 @@ def test_control_characters_cannot_corrupt_the_screen(spartan, client):
         assert refused.startswith("ERR control-character")
         assert bob.command("SEND alice \u202eevil\u2028twin")[1].startswith("OK SENT")
         alice.expect("[bob] \\u202eevil\\u2028twin\r\n[alice] > ")
-        # What alice types with escape sequences (arrow keys, colours) is cleaned first.
-        alice.line("up\x1b[A and \x1b[31mred", "[alice] > ")
+        # Escape sequences that are not editing keys (Ctrl-Right, colours) are dropped.
+        alice.line("up\x1b[1;5C and \x1b[31mred", "[alice] > ")
         assert bob.next_pushed("* MSG").split(" ", 6)[6] == "up and red"
     finally:
         bob.close()
@@ -279,6 +296,13 @@ def test_password_asked_without_echo_or_taken_from_the_environment(tmp_path):
         alice.expect("[Spartan] Password for alice: ")
         alice.line("open sesame", "\r\n[Spartan] Connected to Spartan Server")
         alice.at_menu()
+        # One line for the wrong password, between the question and the question again.
+        assert alice.screen()[:4] == [
+            "[Spartan] Password for alice: ",
+            "[Spartan] Wrong password for alice.",
+            "[Spartan] Password for alice: ",
+            f"[Spartan] Connected to Spartan Server at port {server.port}.",
+        ]
         alice.line("/quit", "/quit\r\n")
         assert alice.wait_exit() == 0
         assert "guess" not in alice.output.getvalue()
@@ -291,12 +315,127 @@ def test_password_asked_without_echo_or_taken_from_the_environment(tmp_path):
         )  # fmt: skip
         assert done.returncode == 0
         assert done.stdout.startswith("[Spartan] Connected to Spartan Server")
-        done = subprocess.run(
-            client_command("alice", server.port), cwd=REPO, env=client_env(), input="",
-            capture_output=True, text=True, timeout=E2E_TIMEOUT,
-        )  # fmt: skip
-        assert done.returncode == 1
-        assert done.stdout == "[Spartan] The server wants a password: set SPARTAN_PASSWORD.\n"
+        for password, said in [
+            (None, "[Spartan] The server wants a password: set SPARTAN_PASSWORD.\n"),
+            ("guess", "[Spartan] Wrong password for alice.\n"),  # that alone
+        ]:
+            env = client_env(**({"SPARTAN_PASSWORD": password} if password else {}))
+            done = subprocess.run(
+                client_command("alice", server.port), cwd=REPO, env=env, input="",
+                capture_output=True, text=True, timeout=E2E_TIMEOUT,
+            )  # fmt: skip
+            assert done.returncode == 1
+            assert done.stdout == said
     finally:
         alice.close()
         server.stop()
+
+
+# -- the line editor ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def peer(spartan):
+    opened: list[LineClient] = []
+
+    def login(user: str) -> LineClient:
+        line_client = LineClient(spartan.port)
+        opened.append(line_client)
+        line_client.ok(f"LOGIN {user}")
+        return line_client
+
+    try:
+        yield login
+    finally:
+        for line_client in opened:
+            line_client.close()
+
+
+def chatting(process: ClientProcess, user: str, other: str) -> ClientProcess:
+    open_chat(process, other)
+    process.wait_screen(lambda s: cursor_after(s, f"[{user}] > "))
+    return process
+
+
+def received(line_client: LineClient) -> str:
+    return line_client.next_pushed("* MSG").split(" ", 6)[6]
+
+
+def test_half_typed_line_survives_an_incoming_message(client, peer):
+    eve = chatting(client("eve"), "eve", "charlie")
+    charlie = peer("charlie")
+    eve.send("half typed li")
+    eve.wait_screen(lambda s: cursor_after(s, "[eve] > half typed li"))
+
+    charlie.ok("SEND eve hello eve")
+    screen = eve.wait_screen(lambda s: "[charlie] hello eve" in [r.rstrip() for r in s.display])
+    rows = [row.rstrip() for row in screen.display]
+    at = rows.index("[charlie] hello eve")
+    assert rows[at + 1] == "[eve] > half typed li"  # drawn again below the message
+    assert cursor_after(screen, "[eve] > half typed li")  # and the cursor where it was
+
+    eve.send("ne finished\r")
+    assert received(charlie) == "half typed line finished"
+    screen = eve.wait_screen(lambda s: cursor_after(s, "[eve] > "))
+    rows = [row.rstrip() for row in screen.display]
+    assert "[eve] > half typed line finished" in rows
+    assert not any(row.endswith("> ne finished") for row in rows)
+
+
+def test_up_recalls_what_was_sent_and_me_is_an_action(client, peer):
+    alice = chatting(client("alice"), "alice", "bob")
+    bob = peer("bob")
+    alice.send("first line\r")
+    assert received(bob) == "first line"
+    alice.send("second\r")
+    assert received(bob) == "second"
+    alice.send("\x1b[A\x1b[A")  # Up, Up
+    alice.wait_screen(lambda s: cursor_after(s, "[alice] > first line"))
+    alice.send("\x1b[D\x1b[D\x1b[D\x7fL\r")  # mend it on the way: Left x3, Backspace, L
+    assert received(bob) == "first Line"
+
+    alice.send("/me waves\r")
+    assert received(bob) == "/me waves"
+    bob.ok("SEND alice /me waves back")
+    alice.wait_screen(lambda s: "* bob waves back" in [r.rstrip() for r in s.display])
+
+
+def test_tab_completes_names_and_commands(client):
+    alice = client("alice").at_menu()
+    alice.line("1", USER_PROMPT)
+    alice.send("ch\t")
+    alice.wait_screen(lambda s: cursor_after(s, USER_PROMPT + "charlie "))
+    alice.send("\r")
+    alice.wait_screen(lambda s: cursor_after(s, "[alice] > "))
+    alice.send("/sw\t")
+    alice.wait_screen(lambda s: cursor_after(s, "[alice] > /switch "))
+    alice.send("\r")
+    alice.wait_screen(lambda s: cursor_after(s, "Your selection:: "))
+
+
+def test_a_10_kib_paste_arrives_whole_and_in_order(client, peer):
+    alice = chatting(client("alice"), "alice", "bob")
+    bob = peer("bob")
+    text = " ".join(f"wörd{i} 日本  ok" for i in range(520))  # 10 KiB of UTF-8, double spaces
+    assert len(text.encode()) > 10 * 1024
+    alice.paste(text + "\r")
+    screen = alice.wait_screen(lambda s: "Long message sent in" in cursor_row_above(s))
+    parts = int(cursor_row_above(screen).split(" in ")[1].split(" ")[0])
+    assert parts == 3
+    assert "".join(received(bob) for _ in range(parts)) == text
+    assert cursor_after(screen, "[alice] > ")
+
+
+def cursor_row_above(screen) -> str:
+    return screen.display[screen.cursor.y - 1].rstrip()
+
+
+def test_what_waits_is_said_at_login(client, peer):
+    bob = peer("bob")
+    bob.ok("SEND alice one")
+    bob.ok("SEND #group1 for all")
+    bob.ok("SEND alice two")
+    alice = client("alice").at_menu()
+    rows = [row.rstrip() for row in alice.visible().display]
+    menu = rows.index("What do you want to do?")
+    assert rows[menu - 1] == "[Spartan] Unread: bob (2), group1 (1)"

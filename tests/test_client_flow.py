@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.flow import (
     MAX_RECONNECT_ATTEMPTS,
     ClientFlow,
@@ -17,7 +17,7 @@ from spartan.client.flow import (
     State,
 )
 from spartan.client.hosts import Address
-from spartan.client.text import clean_input, printable, split_utf8
+from spartan.client.text import clean_input, printable, split_message
 from tests.client_support import (
     GROUPS_REPLY,
     MSG_TIME,
@@ -222,8 +222,8 @@ def test_input_before_the_menu_waits_for_it():
     h.type_ahead("1", "bob", "hello")
     assert h.take_sent() == ["LOGIN alice"]
     h.server("OK LOGIN alice")
-    assert h.take_sent() == ["USERS", "GROUPS"]
-    h.server(users_reply(), GROUPS_REPLY)
+    assert h.take_sent() == ["USERS", "GROUPS", "UNREAD"]
+    h.server(users_reply(), GROUPS_REPLY, "OK UNREAD")
     assert h.take_sent() == ["OPEN bob"]  # "hello" waits until bob's conversation is open
     h.server("OK OPEN bob 0")
     assert h.take_sent() == ["SEND id=c1 bob hello"]
@@ -253,7 +253,7 @@ def test_message_of_another_conversation_gets_a_notice_and_stays_unseen():
     h.type("/switch")
     assert h.screen()[-6:-4] == [
         "[alice] > /switch",
-        "[Spartan] Unread messages in: charlie, group1",
+        "[Spartan] Unread: charlie (2), group1 (1)",
     ]
     h.type("1", "charlie")
     assert server.answer() == ["OPEN charlie", "ACK charlie 31"]
@@ -313,7 +313,7 @@ def test_quit_waits_as_long_as_the_server_answers():
     assert h.timers == [("quit", 3.0)] * 2  # restarted: the server is still answering
     h.apply(h.flow.on_timer("quit"))
     assert h.exits == [1]
-    assert h.screen()[-2:] == ["[Spartan] Not sent to bob: two", ""]
+    assert h.screen()[-3:] == ["[Spartan] Not sent to bob: two", "[Spartan] Goodbye.", ""]
 
 
 def test_own_message_from_another_session():
@@ -345,12 +345,13 @@ def test_control_characters_typed_are_not_sent():
 def test_help_users_and_unknown_command():
     h, server = chatting()
     h.type("/help")
-    assert h.screen()[-8:-1] == [
+    assert h.screen()[-9:-1] == [
         "[alice] > /help",
         "[Spartan] Commands:",
         "  /switch   back to the menu, to open another conversation",
         "  /users    who is online",
         "  /help     this list",
+        "  /me text  an action: shown as * alice text",
         "  /quit     leave (Ctrl-D and Ctrl-C leave too)",
         "  //text    send a line that starts with /",
     ]
@@ -408,7 +409,8 @@ def test_leaving_sends_what_was_typed_then_quits(how):
     assert h.exits == []
     h.server("OK SENT 7 " + MSG_TIME, "OK BYE")
     assert h.exits == [0]
-    assert h.screen()[-1] == ""  # the shell's prompt starts on a line of its own
+    # A goodbye, and the shell's prompt starts on a line of its own.
+    assert h.screen()[-2:] == ["[Spartan] Goodbye.", ""]
 
 
 def test_interrupt_sends_lines_typed_ahead_and_twice_leaves_at_once():
@@ -491,15 +493,18 @@ def test_reconnect_resumes_with_nothing_lost_or_shown_twice():
     h.apply(h.flow.on_connected())
     assert h.take_sent() == ["LOGIN alice"]
     server.unseen["bob"] = [msg(70, "bob", "bob", "shown once"), msg(71, "bob", "bob", "new")]
+    server.unread = "OK UNREAD bob=2 #group1=3"  # bob's are shown by OPEN: not said again
     h.server("OK LOGIN alice")
     assert server.answer() == [
+        "UNREAD",
         "OPEN bob",
         "SEND id=c1 bob before",  # same ids: the server stores each once
         "SEND id=c2 bob while away",
         "ACK bob 71",
     ]
-    assert h.screen()[-3:] == [
+    assert h.screen()[-4:] == [
         "[Spartan] Reconnected to Spartan Server at port 3000.",
+        "[Spartan] Unread: group1 (3)",
         "[bob] new",
         "[alice] > ",
     ]
@@ -523,7 +528,7 @@ def test_quit_while_disconnected_says_what_was_not_sent():
     h.type("lost?")
     h.type("/quit")
     assert h.exits == [1]
-    assert h.screen()[-2:] == ["[Spartan] Not sent to bob: lost?", ""]
+    assert h.screen()[-3:] == ["[Spartan] Not sent to bob: lost?", "[Spartan] Goodbye.", ""]
 
 
 def test_reconnecting_gives_up_eventually():
@@ -612,7 +617,7 @@ def test_reconnect_cycles_through_the_servers_and_says_which_one():
     assert h.dialled == [("later", B), ("later", C), ("later", A), ("later", B)]
     assert h.exits == []  # after login, a whole round failing is no reason to stop
     h.apply(h.flow.on_connected())
-    assert server.answer() == ["LOGIN alice", "OPEN bob", "SEND id=c1 bob unconfirmed"]
+    assert server.answer() == ["LOGIN alice", "UNREAD", "OPEN bob", "SEND id=c1 bob unconfirmed"]
     assert h.screen()[-2:] == [
         "[Spartan] Reconnected to Spartan Server at node-b:3001.",
         "[alice] > ",
@@ -691,6 +696,76 @@ def test_long_message_is_split():
     assert all(len(line.encode()) < 4096 for line in sent)
 
 
+def test_long_message_parts_fit_the_line_and_join_to_what_was_typed():
+    h, server = chatting(with_="#group1")
+    text = " ".join(f"wörd{i}  日本" for i in range(1000))  # 13 KiB, double spaces too
+    h.type(text)
+    sent = h.take_sent()
+    assert len(sent) == 5 and sent_ids(sent) == ["c1", "c2", "c3", "c4", "c5"]
+    assert all(len(line.encode()) + 2 <= 4096 for line in sent)  # with CR LF
+    parsed = [wire.parse_command(line.encode()) for line in sent]
+    assert "".join(command.text for command in parsed) == text  # the server's own parser
+    assert h.screen()[-3:] == [
+        "[alice] > " + text,
+        "[Spartan] Long message sent in 5 parts.",
+        "[alice] > ",
+    ]
+
+
+# -- actions, completion, leaving --------------------------------------------------------------
+
+
+def test_me_sends_an_action_shown_with_a_star():
+    h, server = chatting()
+    h.type("/me waves")
+    assert server.answer() == ["SEND id=c1 bob /me waves"]
+    h.server(msg(12, "bob", "bob", "/me waves back"), msg(13, "bob", "bob", "/meh"))
+    assert h.screen()[-3:] == ["* bob waves back", "[bob] /meh", "[alice] > "]
+    server.answer()
+    h.type("/me")
+    assert h.take_sent() == []  # no action: an unknown command
+    assert h.screen()[-2].startswith("[Spartan] Unknown command '/me'.")
+
+
+def test_completions_follow_the_prompt():
+    h = FlowHarness()
+    h.login()
+    commands = ["/switch", "/users", "/help", "/quit"]
+    assert h.flow.completions() == commands
+    h.type("1")
+    others = ["bob", "charlie", "eve", "foo", "bar", "baz", "qux"]
+    assert h.flow.completions() == others + commands
+    h.type("/switch", "2")
+    assert h.flow.completions() == others + commands + ["/me"]
+
+
+def test_unread_is_said_before_the_menu_in_the_servers_order():
+    h = FlowHarness()
+    h.login(unread="OK UNREAD #group1=5 bob=2")
+    assert h.screen() == GREETING_ALICE[:3] + [
+        "[Spartan] Unread: group1 (5), bob (2)",
+        *GREETING_ALICE[3:],
+        "Your selection:: ",
+    ]
+    h.type("1", "bob")
+    AutoServer(h).answer()
+    h.type("/switch")
+    assert h.screen()[-5] == "[Spartan] Unread: group1 (5)"  # bob's were read
+
+
+def test_a_server_without_unread_still_shows_the_menu():
+    h = FlowHarness()
+    h.login(unread="ERR unknown-command Unknown command 'UNREAD'; type HELP.")
+    assert h.screen() == GREETING_ALICE + ["Your selection:: "]
+
+
+def test_no_goodbye_with_piped_input():
+    h, server = chatting(echo=True)  # the output stays as scripts expect it
+    h.type("/quit")
+    server.answer()
+    assert "[Spartan] Goodbye." not in h.screen()
+
+
 # -- password hook -----------------------------------------------------------------------------
 
 
@@ -704,7 +779,7 @@ def test_password_is_asked_without_echo_when_the_server_wants_one():
     h.type("s3cret")
     assert h.take_sent() == ["LOGIN alice s3cret"]
     h.server("OK LOGIN alice")
-    assert h.take_sent() == ["USERS", "GROUPS"]
+    assert h.take_sent() == ["USERS", "GROUPS", "UNREAD"]
 
 
 def test_password_from_the_environment():
@@ -713,7 +788,20 @@ def test_password_from_the_environment():
     assert h.take_sent() == ["LOGIN alice s3cret"]
     h.server("ERR bad-credentials Wrong user or password.")
     assert h.exits == [1]
-    assert h.screen()[0] == "[Spartan] Wrong password for alice."
+    assert h.screen() == ["[Spartan] Wrong password for alice.", ""]  # one line, no other
+
+
+def test_wrong_password_at_a_terminal_is_one_line_then_the_question_again():
+    h = FlowHarness()
+    h.apply(h.flow.on_connected())
+    h.server("ERR password-required Log in with a password.")
+    h.type("guess")
+    assert h.take_sent() == ["LOGIN alice", "LOGIN alice guess"]
+    h.server("ERR bad-credentials Unknown user or wrong password.")
+    assert h.screen()[-2:] == [
+        "[Spartan] Wrong password for alice.",
+        "[Spartan] Password for alice: ",
+    ]
 
 
 def test_no_password_and_no_terminal():
@@ -736,10 +824,30 @@ def test_printable_and_clean_input():
 
 
 @given(st.text(max_size=200), st.integers(min_value=4, max_value=50))
-def test_split_utf8_keeps_the_text_and_the_limit(text, limit):
-    pieces = split_utf8(text, limit)
+def test_split_message_keeps_the_text_and_the_limit(text, limit):
+    pieces = split_message(text, limit)
     assert "".join(pieces) == text
     assert all(len(p.encode()) <= limit for p in pieces)
+
+
+_clusters = st.sampled_from(["a", "b", " ", "é", "日", "👍", "e\u0301", "a\u0301\u0301"])
+
+
+@given(st.lists(_clusters, max_size=200).map("".join), st.integers(min_value=8, max_value=50))
+def test_split_message_loses_no_space_and_splits_no_letter_from_its_accent(text, limit):
+    pieces = split_message(text, limit)
+    assert "".join(pieces) == text
+    # The server drops the spaces that end a line: no piece with words may end with one.
+    for piece, following in zip(pieces, pieces[1:]):
+        if piece.strip(" \u0301"):
+            assert not piece.endswith(" ")
+            assert not following.startswith("\u0301")
+
+
+def test_split_message_cuts_before_a_space_when_it_can():
+    assert split_message("hello world this is a long message", 12) == [
+        "hello world", " this is a", " long messag", "e",
+    ]  # fmt: skip
 
 
 @given(st.text(max_size=100))

@@ -131,3 +131,17 @@ def test_unusable_cafile_is_a_usage_error(tmp_path):
         assert done.returncode == 2
         assert done.stdout == ""
         assert "argument --cafile:" in done.stderr and str(path) in done.stderr
+
+
+def test_plain_client_at_a_tls_port_is_told_to_use_tls(tls_server):
+    port = tls_server["tls_port"]
+    done = subprocess.run(
+        client_command("alice", port, "localhost"), cwd=REPO, env=client_env(),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=E2E_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == (
+        f"[Spartan] Lost the connection to Spartan Server at localhost:{port}: The server"
+        " closed the connection without a greeting (is it a TLS port? Then use --tls or"
+        " --cafile)\n"
+    )

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.cluster_support import LineClient, Node, wait_for
-from tests.redis_support import RedisServer, free_port
+from tests.redis_support import Monitor, RedisServer, free_port
 
 TTL = "1.5"  # --presence-ttl: a dead node's users go offline within this
 
@@ -172,3 +172,30 @@ def test_nodes_share_a_port_with_reuse_port(nodes, connect):
     assert logins(a) > 0 and logins(b) > 0
     clients[0].ok("SEND bob across")
     assert clients[1].next_pushed().endswith("alice across")
+
+
+def test_a_batch_of_messages_crosses_nodes_in_order_in_one_publish(nodes, connect, redis):
+    a, b = nodes("a", "--burst", "0"), nodes("b", "--burst", "0")
+    alice, bob, charlie = connect(a, "alice"), connect(b, "bob"), connect(b, "charlie")
+    eve = connect(a, "eve")
+    monitor = Monitor(redis)
+    try:
+        # 120 SENDs in one write: one reactor turn on node a, so one batch
+        lines = [f"SEND bob n{i}" if i % 2 else f"SEND #group1 g{i}" for i in range(120)]
+        alice.sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
+        ids = [int(alice.line().split()[2]) for _ in lines]
+        assert ids == sorted(ids)
+        to_bob = [line for line in (bob.next_pushed() for _ in lines)]
+        assert [int(fields(line)[0]) for line in to_bob] == ids
+        assert [fields(line)[4] for line in to_bob] == [line.split(" ", 2)[2] for line in lines]
+        group = [fields(charlie.next_pushed()) for _ in range(60)]
+        assert [(int(f[0]), f[4]) for f in group] == [(ids[i], f"g{i}") for i in range(0, 120, 2)]
+        # eve is on alice's node: delivered there, not through Redis
+        assert [fields(eve.next_pushed())[4] for _ in range(60)] == [f"g{i}" for i in range(0, 120, 2)]
+        publishes = [c for c in monitor.commands() if c[:2] == ["PUBLISH", "spartan:0:messages"]]
+        assert 1 <= len(publishes) <= 3, len(publishes)  # one per batch, not one per message
+        for client in (bob, charlie, eve):  # exactly once: nothing more is pending
+            pushed, reply = client.command("PING x")
+            assert reply == "OK PONG x" and not [p for p in pushed + client.pushed if p.startswith("* MSG")]
+    finally:
+        monitor.close()

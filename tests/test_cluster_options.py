@@ -6,8 +6,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from spartan.chat import SingleNode
-from spartan.reuseport import ReusePortEndpoint, endpoint_from_description
+from spartan.core.chat import SingleNode
+from spartan.net.reuseport import ReusePortEndpoint, endpoint_from_description
 from spartan.tap import Options, makeService
 
 
@@ -24,7 +24,7 @@ def test_without_redis_the_node_is_alone():
 
 
 def test_redis_makes_a_cluster_node():
-    from spartan.cluster import RedisCluster
+    from spartan.cluster.nodes import RedisCluster
     from spartan.store.redis import RedisStore
 
     built = service("--redis", "redis://:secret@10.1.2.3:6380/2", "--node-name", "n1",

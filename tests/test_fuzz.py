@@ -6,11 +6,11 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.limits import RateConfig, ServerLimits
-from spartan.server import SpartanFactory
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.net.limits import RateConfig, ServerLimits
+from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
 
 SETTINGS = settings(
@@ -46,6 +46,21 @@ def test_parse_command_never_raises(line):
 def test_parse_command_never_raises_on_command_like_lines(line):
     result = wire.parse_command(line.rstrip(b"\n"))
     assert isinstance(result, (wire.WireError, *wire.Command.__args__))
+
+
+send_lines = st.builds(
+    lambda spaces, words, tail: b"SEND" + spaces + " ".join(words).encode("utf-8", "surrogatepass")
+    + tail,
+    st.sampled_from([b" ", b"  ", b" \t"]),
+    st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=5),
+    st.sampled_from([b"", b" ", b"\r", b"\xff", b"\xc3", b"  "]),
+)
+
+
+@SETTINGS
+@given(st.one_of(send_lines, st.binary(max_size=80).map(lambda b: b"SEND " + b)))
+def test_the_send_fast_path_parses_exactly_like_the_general_path(line):
+    assert wire.parse_command(line) == wire.parse_command_general(line)
 
 
 @SETTINGS
@@ -89,7 +104,7 @@ def test_live_protocol_replies_to_each_line_and_leaves_others_alone(stream, data
     clock = Clock()
     chat = Chat(DEMO, MemoryStore(), clock)
     chat.start()
-    factory = SpartanFactory(chat, max_line=MAX_LINE)
+    factory = NativeFactory(chat, max_line=MAX_LINE)
     bob, bob_transport = _connect(factory, 1)
     bob.dataReceived(b"LOGIN bob\r\n")
     assert _lines(bob_transport)[-1] == b"OK LOGIN bob"
@@ -125,7 +140,7 @@ def test_live_protocol_under_rate_limit_never_raises_and_keeps_order(stream, dat
     chat = Chat(DEMO, MemoryStore(), clock)
     chat.start()
     limits = ServerLimits(rate=RateConfig(rate=100, burst=5), login_timeout=30, idle_timeout=60)
-    factory = SpartanFactory(chat, max_line=MAX_LINE, limits=limits)
+    factory = NativeFactory(chat, max_line=MAX_LINE, limits=limits)
     other, other_transport = _connect(factory, 1)
     fuzzed, transport = _connect(factory, 2)
     for chunk in chunks:

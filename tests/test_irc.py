@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import Directory
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import Directory
 from spartan.irc import IRCGatewayFactory
+from spartan.irc.messages import MessageEncoder
+from spartan.store import StoredMessage
 from spartan.irc.lines import clean_text, format_line, parse_line, split_utf8
-from spartan.server import SpartanFactory
-from spartan.store.memory import MemoryStore
+from spartan.native.protocol import NativeFactory
+from spartan.net.connection import MAX_WAITING_REPLIES
+from tests.store_support import HeldStore
 
 DIRECTORY = Directory(
     users=("alice", "bob", "charlie", "eve"),
@@ -36,7 +41,7 @@ class World:
     def __init__(self, directory: Directory = DIRECTORY, **kwargs) -> None:
         self.clock = task.Clock()
         self.clock.advance(START)
-        self.store = MemoryStore()
+        self.store = HeldStore()
         self.chat = Chat(directory, self.store, self.clock)
         self.chat.start()
         self.factory = IRCGatewayFactory(self.chat, server_name="irc.test", **kwargs)
@@ -63,8 +68,8 @@ class World:
         return session, recorder
 
     def native_protocol(self, user: str):
-        """A real native-protocol connection (SpartanProtocol) over a StringTransport."""
-        protocol = SpartanFactory(self.chat).buildProtocol(None)
+        """A real native-protocol connection (NativeProtocol) over a StringTransport."""
+        protocol = NativeFactory(self.chat).buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(f"LOGIN {user}\n".encode())
@@ -355,9 +360,9 @@ def test_native_messages_reach_irc_users() -> None:
 def test_delivery_is_encoded_once_per_format(monkeypatch) -> None:
     world = World()
     calls = []
-    encode = IRCGatewayFactory._encode
+    encode = MessageEncoder._encode
     monkeypatch.setattr(
-        IRCGatewayFactory, "_encode", lambda self, d, tags: calls.append(tags) or encode(self, d, tags)
+        MessageEncoder, "_encode", lambda self, d, tags: calls.append(tags) or encode(self, d, tags)
     )
     bob, _ = world.native("bob")
     plain = [world.register("alice"), world.register("charlie")]
@@ -551,20 +556,37 @@ def test_slow_reader_is_dropped_past_max_pending() -> None:
     assert not world.chat.is_online("alice")
 
 
-def test_reading_pauses_while_lines_pile_up() -> None:
-    from twisted.internet.defer import Deferred
-
+def test_reading_pauses_while_too_many_replies_wait() -> None:
     world = World()
     alice = world.register("alice")
-    gate = Deferred()
-    original = world.store.append
-    world.store.append = lambda *a, **k: gate.addCallback(lambda _: original(*a, **k))
-    alice.protocol.dataReceived(b"PRIVMSG bob :held\r\n" + b"PING :p\r\n" * 100)
+    world.register("bob")
+    world.store.holding = True
+    many = MAX_WAITING_REPLIES + 10
+    alice.protocol.dataReceived(b"PRIVMSG bob :held\r\n" + b"PING :p\r\n" * many)
     assert alice.transport.producerState == "paused"
-    world.store.append = original
-    gate.callback(None)
+    assert alice.lines() == []  # every PONG waits behind the PRIVMSG being stored
+    world.store.holding = False
+    world.store.release()
     assert alice.transport.producerState == "producing"
-    assert alice.lines().count(":irc.test PONG irc.test :p") == 100
+    assert alice.lines().count(":irc.test PONG irc.test :p") == many
+
+
+def test_privmsgs_are_pipelined_into_one_commit_with_echoes_in_order() -> None:
+    world = World()
+    alice = world.register("alice", caps="echo-message")
+    bob = world.register("bob")
+    world.store.holding = True
+    alice.protocol.dataReceived(
+        b"".join(b"PRIVMSG bob :m%d\r\nPING :%d\r\n" % (i, i) for i in range(5))
+    )
+    assert len(world.store.held) == 5  # all five in flight at once, none waited for another
+    assert alice.lines() == [] and bob.lines() == []
+    world.store.release()
+    expected = []
+    for i in range(5):
+        expected += [f":alice!alice@irc.test PRIVMSG bob :m{i}", f":irc.test PONG irc.test :{i}"]
+    assert alice.lines() == expected
+    assert bob.lines() == [f":alice!alice@irc.test PRIVMSG bob :m{i}" for i in range(5)]
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r\n"])
@@ -573,3 +595,15 @@ def test_line_endings(end) -> None:
     client = world.connect()
     client.send("NICK alice", "USER a 0 * :A", end=end)
     assert numerics(client.lines())[0] == "001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=140), sender=st.sampled_from(["bob", "a" * 32]), tags=st.sampled_from(["", "time=x"]))
+def test_a_message_encodes_alike_on_the_one_line_fast_path_and_the_general_one(text, sender, tags):
+    encoder = MessageEncoder("irc.test")
+    message = StoredMessage(1, 0.0, "dm:alice:bob", sender, clean_text(text))
+    general = b"".join(
+        format_line(encoder.mask(sender), "PRIVMSG", "alice", piece, tags=tags)
+        for piece in encoder.pieces(message, "alice")
+    )
+    assert encoder.lines(message, "alice", "PRIVMSG", tags) == general

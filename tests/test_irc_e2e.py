@@ -158,7 +158,13 @@ def test_scripted_irc_client_and_native_client(server) -> None:
     alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG alice :hi alice$")
     alice.expect(r"^@time=\S+ :bob!bob@irc\.test PRIVMSG #group1 :back to the group$")
     # What alice was shown counts as seen: a native login of alice finds nothing unseen.
+    # (once its TCP acknowledged the bytes: a moment after they were written)
     other = native_client(native_port, "alice")
+    for _ in range(40):
+        other.send("UNREAD")
+        if other.expect(r"^OK UNREAD.*$").group(0) == "OK UNREAD":
+            break
+        time.sleep(0.05)
     other.send("OPEN bob", "OPEN #group1")
     other.expect(r"^OK OPEN bob 0$")
     other.expect(r"^OK OPEN #group1 0$")
@@ -213,3 +219,53 @@ def test_sic_exchanges_messages_with_a_native_client(server) -> None:
         proc.stdin.close()
         proc.stdout.close()
         bob.close()
+
+
+def test_a_stalled_irc_reader_is_dropped_and_everything_it_did_not_get_comes_again(tmp_path):
+    """A reader that stops reading is dropped past --max-pending; what never left the
+    server stays unseen and is replayed at its next registration, in order, once each."""
+    from tests.support import TwistdServer
+
+    count = 8000  # under the retention limit and what one OPEN returns (10,000)
+    with TwistdServer(tmp_path, "--irc-port", "tcp:0:interface=127.0.0.1", "--max-pending",
+                      "20000", "--burst", "0", "--message-log", "off") as server:  # fmt: skip
+        irc_port = int(re.search(r"Started IRC gateway on port (\d+)", server.log).group(1))
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        stalled.connect(("127.0.0.1", irc_port))
+        stalled.sendall(b"NICK bob\r\nUSER bob 0 * :Bob\r\n")
+        welcome = b""
+        while b" 376 bob " not in welcome:  # read the welcome, then stop reading for good
+            welcome += stalled.recv(65536)
+        alice = native_client(server.port, "alice")
+        for n in range(count):
+            alice.send(f"SEND bob message {n:05d} " + "x" * 400)
+            if n == 100:  # bob's window is full: let his TCP acknowledge what it holds
+                time.sleep(0.3)
+        server.wait_for_log("it stopped reading", timeout=30)
+        alice.send("PING done")
+        alice.expect(r"^OK PONG done$", timeout=30)  # every SEND before it is answered
+        # The reader wakes up: it gets what its own kernel holds, then the reset.
+        stalled.settimeout(2)
+        try:
+            while chunk := stalled.recv(65536):
+                welcome += chunk
+        except OSError:
+            pass
+        stalled.close()
+
+        again = LineSocket(irc_port)
+        again.send("NICK bob", "USER bob 0 * :Bob", "PING :end")
+        got = []
+        while True:
+            line = again.expect(r"PRIVMSG bob :message (\d+)|PONG irc\.test :end|PONG \S+ :end")
+            if "PONG" in line.group(0):
+                break
+            got.append(int(line.group(1)))
+        again.close()
+        complete = welcome[: welcome.rfind(b"\r\n") + 2]  # a cut line was not read
+        read_before = {int(m) for m in re.findall(rb"message (\d+) ", complete)}
+        assert got == sorted(got) and len(got) == len(set(got))  # in order, once each
+        lost = set(range(count)) - set(got) - read_before
+        assert got and not lost, f"{len(lost)} of {count} lost; {len(got)} replayed"
+        assert not read_before & set(got)  # nothing it read comes again

@@ -1,12 +1,12 @@
-"""The native port's limits on the IRC gateway (issue 8): flood control, registration and
+"""The native port's limits on the IRC gateway: flood control, registration and
 idle timeouts, connection limits shared with the native port.  No network, no real time:
 StringTransport and a task.Clock (tests/protocol_support.py)."""
 
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
-from spartan.guard import IGuarded
-from spartan.limits import RateConfig, ServerLimits
+from spartan.net.guard import IGuarded
+from spartan.net.limits import RateConfig, ServerLimits
 from tests.protocol_support import Server, login, register
 
 PONG = ":irc.test PONG irc.test :{}"

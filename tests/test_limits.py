@@ -1,6 +1,6 @@
-"""spartan.limits: pure policy, tested with plain numbers for time."""
+"""spartan.net.limits: pure policy, tested with plain numbers for time."""
 
-from spartan.limits import (
+from spartan.net.limits import (
     BackoffConfig,
     ConnectionCounter,
     FailureBackoff,

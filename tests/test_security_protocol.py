@@ -8,10 +8,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from spartan import passwd
-from spartan.auth import PasswordAuthenticator
-from spartan.chat import Chat
-from spartan.directory import Directory
-from spartan.limits import RateConfig, ServerLimits
+from spartan.core.auth import PasswordAuthenticator
+from spartan.core.chat import Chat
+from spartan.core.directory import Directory
+from spartan.net.limits import RateConfig, ServerLimits
 from spartan.store.memory import MemoryStore
 from tests.protocol_support import Server, login
 

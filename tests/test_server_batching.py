@@ -1,5 +1,5 @@
 """
-The speed paths of issue 6 keep the server's behaviour: lines split in bulk, output batched
+The speed paths keep the server's behaviour: lines split in bulk, output batched
 per read, already-fired Deferreds answered at once, timestamps cached per second.
 """
 
@@ -8,15 +8,14 @@ from __future__ import annotations
 import random
 import time
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from spartan import wire
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.server import SpartanFactory
-from spartan.store.memory import MemoryStore
+from spartan.native import wire
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.native.protocol import NativeFactory
+from tests.store_support import HeldStore
 
 
 class CountingTransport(StringTransport):
@@ -29,15 +28,15 @@ class CountingTransport(StringTransport):
         super().write(data)
 
 
-def make_factory(**kwargs) -> SpartanFactory:
+def make_factory(**kwargs) -> NativeFactory:
     clock = Clock()
     clock.advance(1_790_000_000.25)
-    chat = Chat(DEMO, MemoryStore(), clock, message_log="off")
+    chat = Chat(DEMO, HeldStore(), clock, message_log="off")
     chat.start()
-    return SpartanFactory(chat, **kwargs)
+    return NativeFactory(chat, **kwargs)
 
 
-def connect(factory: SpartanFactory, user: str | None = None):
+def connect(factory: NativeFactory, user: str | None = None):
     protocol = factory.buildProtocol(None)
     transport = CountingTransport()
     protocol.makeConnection(transport)
@@ -116,14 +115,11 @@ def test_slow_reader_dropped_during_a_batch_gets_nothing_more():
 def test_replies_stay_in_order_around_a_waiting_deferred():
     factory = make_factory()
     alice, a = connect(factory, "alice")
-    waiting = Deferred()
     store = factory.chat.store
-    original = store.append
-    store.append = lambda *args: waiting
+    store.holding = True
     alice.dataReceived(b"SEND bob one\nPING after\n")
     assert lines(a) == []
-    store.append = original
-    waiting.callback(original("dm:alice:bob", "alice", "one", 1.0).result)
+    store.release()
     got = lines(a)
     assert got[0].startswith(b"OK SENT 1 ") and got[1] == b"OK PONG after"
 

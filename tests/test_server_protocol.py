@@ -1,17 +1,16 @@
 """The LineReceiver adapter over StringTransport: lines in, replies and pushes out."""
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
-from spartan import server
-from spartan.chat import Chat
-from spartan.directory import DEMO
-from spartan.server import SpartanFactory
-from spartan.store.memory import MemoryStore
+from spartan.native import protocol as server
+from spartan.core.chat import Chat
+from spartan.core.directory import DEMO
+from spartan.native.protocol import NativeFactory
+from tests.store_support import HeldStore
 
 
 class Connection:
@@ -44,9 +43,9 @@ class Connection:
 def factory():
     clock = Clock()
     clock.advance(1764000000)
-    chat = Chat(DEMO, MemoryStore(), clock)
+    chat = Chat(DEMO, HeldStore(), clock)
     chat.start()
-    return SpartanFactory(chat, max_line=100, max_pending=2000, version="test")
+    return NativeFactory(chat, max_line=100, max_pending=2000, version="test")
 
 
 @pytest.fixture
@@ -147,6 +146,21 @@ def test_group_message_is_encoded_once_and_the_same_bytes_reach_every_member(
     assert len(calls) == 1
 
 
+def test_unread_names_what_waits_oldest_first_and_forgets_what_is_acknowledged(connect):
+    alice, charlie = connect("alice"), connect("charlie")
+    assert alice.say("UNREAD") == ["OK UNREAD"]
+    charlie.say("SEND #group1 one")
+    charlie.say("SEND alice two")
+    charlie.say("SEND alice three")
+    alice.say("SEND charlie mine")
+    bob = connect("bob")
+    bob.say("SEND alice four")
+    assert alice.say("UNREAD")[-1] == "OK UNREAD #group1=1 charlie=2 bob=1"  # after live pushes
+    alice.say("ACK charlie 3")
+    assert alice.say("UNREAD") == ["OK UNREAD #group1=1 bob=1"]
+    assert connect("foo").say("UNREAD") == ["OK UNREAD"]
+
+
 def test_non_member_gets_an_error_for_every_group_command(connect):
     foo = connect("foo")
     for command in ["SEND #group1 hi", "OPEN #group1", "ACK #group1 1", "HISTORY #group1"]:
@@ -218,19 +232,10 @@ def test_replies_stay_in_order_while_the_store_is_slow(connect, factory):
     alice = connect("alice")
     bob = connect("bob")
     store = factory.chat.store
-    pending = []
-    append = store.append
-
-    def slow_append(*args):
-        d = Deferred()
-        pending.append((d, args))
-        return d
-
-    store.append = slow_append
+    store.holding = True
     assert alice.say("SEND bob hi", "PING x") == []  # PING waits behind SEND
     assert bob.lines() == []  # not delivered before it is stored
-    d, args = pending.pop()
-    append(*args).chainDeferred(d)
+    store.release()
     assert alice.lines() == [alice_sent(1), "OK PONG x"]
     assert bob.lines() == ["* MSG 1 2025-11-24T16:00:00.000Z alice alice hi"]
 
@@ -284,11 +289,10 @@ def test_quit_says_goodbye_and_closes(connect):
 
 def test_quit_waits_for_earlier_replies(connect, factory):
     c = connect("alice")
-    pending = []
-    factory.chat.store.append = lambda *args: pending.append(Deferred()) or pending[-1]
+    factory.chat.store.holding = True
     assert c.say("SEND bob hi", "QUIT") == []
     assert not c.transport.disconnecting
-    pending[0].errback(Failure(RuntimeError("the disk caught fire")))
+    factory.chat.store.fail(Failure(RuntimeError("the disk caught fire")))
     assert c.lines()[0].startswith("ERR internal-error")
     assert c.transport.disconnecting
 

@@ -198,3 +198,18 @@ async def test_a_client_id_is_remembered_as_long_as_its_message_is_kept(make_sto
         await _enforce_retention(store)
         again, is_new = await store.append(A, "alice", "old, resent", 1002.0, "c-old")
         assert is_new is True and again.id > old.id
+
+
+@pytest_twisted.ensureDeferred
+async def test_unseen_counts_count_what_others_sent_after_the_seen_position(make_store):
+    async with opened(make_store()) as store:
+        [(a1, _), *_] = await _append_all(store, A, ["a1", "a2", "a3"], sender="bob")
+        await store.append(A, "alice", "mine", 2000.0)
+        await _append_all(store, B, ["g1", "g2"], sender="charlie")
+        await store.mark_seen("alice", A, a1.id)
+        counts = await store.unseen_counts("alice", [A, B, "dm:alice:eve"])
+        assert counts == {A: (2, a1.id + 1), B: (2, counts[B][1])}
+        assert counts[B][1] > a1.id + 1  # group1's oldest unseen came after a3
+        await store.mark_seen("alice", B, 10**6)
+        assert await store.unseen_counts("alice", [A, B]) == {A: (2, a1.id + 1)}
+        assert await store.unseen_counts("bob", [A]) == {A: (1, counts[B][1] - 1)}

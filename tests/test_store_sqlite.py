@@ -463,15 +463,18 @@ async def test_same_answers_as_the_memory_store(db, seed):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_results_of_a_job_fire_inside_one_result_batch(db):
+async def test_the_results_of_a_job_fire_inside_one_output_batch(db):
     events = []
 
     class Batch:
-        def close(self):
+        def __enter__(self):
+            events.append("open")
+
+        def __exit__(self, *exc_info):
             events.append("close")
 
     async with opened(db) as store:
-        store.result_batch = lambda: events.append("open") or Batch()
+        store.output_batch = Batch()
         ds = [store.append(A, "alice", f"m{i}", 1000.0) for i in range(3)]
         for d in ds:
             d.addCallback(lambda result: events.append(result[0].text))

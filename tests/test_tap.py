@@ -10,7 +10,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from spartan import tap
-from spartan.directory import DEMO
+from spartan.core.directory import DEMO
 
 
 def test_the_twistd_plugin_is_discovered():
@@ -108,7 +108,7 @@ def test_messages_are_kept_in_sqlite_by_default_and_in_memory_on_request():
 
     durable = tap.makeService(parse(), MemoryReactor())
     assert isinstance(durable.chat.store, SQLiteStore)
-    assert durable.chat.store.result_batch == durable.factory.batch
+    assert durable.chat.store.output_batch is durable.factory.batch
     assert isinstance(tap.makeService(parse("--db", ":memory:"), MemoryReactor()).chat.store, MemoryStore)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from spartan import wire
+from spartan.native import wire
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """
-``python -m spartan.client <username> [--host HOST[:PORT]]... [--port PORT] [--tls]
-[--cafile PEM]``: chat from a terminal.
+``spartan-chat <username> [--host HOST[:PORT]]... [--port PORT] [--tls] [--cafile PEM]``
+(or ``python -m spartan.client ...``): chat from a terminal.
 
 The password, for a server that asks for one, comes from ``SPARTAN_PASSWORD`` or is asked
 for at the terminal without echo.  With ``--tls`` (implied by ``--cafile``) the server's
@@ -20,9 +20,11 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.internet.task import react
 
-from spartan import __version__, wire
+from spartan import __version__
+from spartan.native import wire
 from spartan.client.app import ClientApp
 from spartan.client.connection import EndpointFactory
+from spartan.client.console import ConsoleTerminal
 from spartan.client.flow import ClientFlow
 from spartan.client.hosts import Address, parse_address, parse_port
 from spartan.client.terminal import is_terminal
@@ -66,7 +68,8 @@ def load_trust(path: str) -> object:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m spartan.client",
+        # "spartan-chat" as the console script, else how it was run
+        prog=None if sys.argv[0].endswith("spartan-chat") else "python -m spartan.client",
         description="Chat on a Spartan server: one to one, or with your group.",
         epilog="In a chat, type /help for the commands.  SPARTAN_PASSWORD gives the password.",
     )
@@ -143,6 +146,9 @@ async def main(reactor: IReactorCore, options: argparse.Namespace) -> None:
 
     # After the reactor installed its own handlers, which would stop it without a word.
     reactor.callWhenRunning(signal.signal, signal.SIGINT, on_sigint)
+    if isinstance(app.terminal, ConsoleTerminal):
+        resized = app.terminal.resized
+        signal.signal(signal.SIGWINCH, lambda _signum, _frame: reactor.callFromThread(resized))
     status = await app.start()
     if status:
         raise SystemExit(status)

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorCore
 from twisted.internet.stdio import StandardIO
 
-from spartan import wire
+from spartan.client.console import ConsoleTerminal, terminal_columns
 from spartan.client.connection import Backoff, EndpointFactory, ServerConnection
 from spartan.client.flow import (
     ClientFlow,
@@ -28,6 +28,7 @@ from spartan.client.flow import (
     StartTimer,
 )
 from spartan.client.terminal import FileFlags, TerminalProtocol, is_terminal
+from spartan.native import wire
 
 CLOSE_TIMEOUT = 2.0  # seconds to wait for the server connection, then stdout, to close
 
@@ -49,13 +50,20 @@ class ClientApp:
         self._stdout = stdout
         self.done: Deferred[int] = Deferred()
         self._flags = FileFlags(stdin, stdout)
-        self.terminal = TerminalProtocol(
-            self._on_lines,
-            self._on_eof,
-            self.interrupt,
-            tty=is_terminal(stdout),
-            stdin_fd=stdin if is_terminal(stdin) else None,
-        )
+        self.terminal: TerminalProtocol | ConsoleTerminal
+        if is_terminal(stdin) and is_terminal(stdout):
+            self.terminal = ConsoleTerminal(
+                self._on_lines, self._on_eof, self.interrupt,
+                choices=flow.completions, stdin_fd=stdin, columns=lambda: terminal_columns(stdout),
+            )  # fmt: skip
+        else:  # piped: lines as they come, for scripts
+            self.terminal = TerminalProtocol(
+                self._on_lines,
+                self._on_eof,
+                self.interrupt,
+                tty=is_terminal(stdout),
+                stdin_fd=stdin if is_terminal(stdin) else None,
+            )
         self.connection = ServerConnection(reactor, endpoints, self, backoff)
         self._timers: dict[str, IDelayedCall] = {}
         self._exiting = False
@@ -64,7 +72,7 @@ class ClientApp:
 
     def start(self) -> Deferred[int]:
         """Start reading the terminal and connecting; fires with the exit status."""
-        self._stdio = StandardIO(self.terminal, self._stdin, self._stdout, reactor=self._reactor)
+        self._stdio = StandardIO(self.terminal.stdio_protocol(), self._stdin, self._stdout, reactor=self._reactor)
         # Stopped some other way (SIGTERM): still give the terminal back as it was.
         self._trigger = self._reactor.addSystemEventTrigger(
             "before", "shutdown", self._restore_terminal
@@ -154,7 +162,7 @@ class ClientApp:
         self.done.callback(status)
 
     def _close_terminal(self) -> Deferred[None]:
-        self.terminal.echo_on()
+        self.terminal.restore()
         if self._stdio is None or self.terminal.closed:
             self._flags.restore()
             return succeed(None)
@@ -166,5 +174,5 @@ class ClientApp:
         return flushed
 
     def _restore_terminal(self) -> None:
-        self.terminal.echo_on()
+        self.terminal.restore()
         self._flags.restore()

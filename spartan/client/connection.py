@@ -2,7 +2,7 @@
 The client's connection to the server: a line protocol, and connecting again with backoff.
 
 `ServerConnection` owns at most one connection at a time.  It reports what happens to
-a listener (`ConnectionListener`): connected, a line (already parsed by `spartan.wire`),
+a listener (`ConnectionListener`): connected, a line (already parsed by `spartan.native.wire`),
 disconnected, or a failed attempt.  It never decides anything: the flow says which
 address to dial (`Connect`: now; `Reconnect`: `reconnect()` waits the next `Backoff`
 delay first), and an endpoint factory turns an address into a TCP or TLS endpoint.
@@ -27,7 +27,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from spartan import wire
+from spartan.native import wire
 from spartan.client.hosts import Address
 
 try:
@@ -66,9 +66,19 @@ def is_fatal(reason: Failure | BaseException) -> bool:
     return _verification_failed(reason.value if isinstance(reason, Failure) else reason)
 
 
-def describe(reason: Failure | BaseException, host: str | None = None) -> str:
-    """A short sentence for why a connection failed or ended (``host``: the one dialled)."""
+def describe(
+    reason: Failure | BaseException, host: str | None = None, *, greeted: bool = True
+) -> str:
+    """A short sentence for why a connection failed or ended (``host``: the one dialled;
+    ``greeted``: the server had sent a line on it)."""
     value = reason.value if isinstance(reason, Failure) else reason
+    if not greeted and isinstance(value, (error.ConnectionDone, error.ConnectionLost)):
+        # A Spartan server greets first; a TLS port waits for a TLS hello and hangs up
+        # on plain text.
+        return (
+            "The server closed the connection without a greeting"
+            " (is it a TLS port? Then use --tls or --cafile)"
+        )
     if _verification_failed(value):
         return (
             "the server's certificate could not be verified (not trusted, or not for"
@@ -197,6 +207,7 @@ class ServerConnection:
         self._closing = False
         self._lost_waiters: list[Deferred[None]] = []
         self._since = 0.0
+        self._greeted = False  # a line came on the current connection
 
     @property
     def connected(self) -> bool:
@@ -271,6 +282,7 @@ class ServerConnection:
     def _made(self, protocol: ServerLineProtocol) -> None:
         self._attempt = None
         self._protocol = protocol
+        self._greeted = False
         self._since = self._reactor.seconds()
         self.pacer.reset()  # the server counts per connection
         if self._closing:
@@ -280,6 +292,7 @@ class ServerConnection:
 
     def _line(self, protocol: ServerLineProtocol, line: wire.ServerLine | wire.WireError) -> None:
         if protocol is self._protocol and not self._closing:
+            self._greeted = True
             self._listener.line_received(line)
 
     def _lost(self, protocol: ServerLineProtocol, reason: Failure) -> None:
@@ -293,14 +306,15 @@ class ServerConnection:
         for waiter in waiters:
             waiter.callback(None)
         if not self._closing:
-            self._listener.disconnected(self._describe(reason), fatal=is_fatal(reason))
+            why = describe(reason, self._host(), greeted=self._greeted)
+            self._listener.disconnected(why, fatal=is_fatal(reason))
 
     def _failed(self, reason: Failure) -> None:
         self._attempt = None
         if self._closing or reason.check(error.ConnectingCancelledError):
             return None
-        self._listener.connect_failed(self._describe(reason), fatal=is_fatal(reason))
+        self._listener.connect_failed(describe(reason, self._host()), fatal=is_fatal(reason))
         return None
 
-    def _describe(self, reason: Failure) -> str:
-        return describe(reason, self.address.host if self.address else None)
+    def _host(self) -> str | None:
+        return self.address.host if self.address else None

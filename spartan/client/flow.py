@@ -23,6 +23,15 @@ Theory of operation
   that prompt was only redrawn after earlier such output and nothing was typed since,
   replaces it (`ErasePrompt`); then it redraws the prompt.  That is how the spec's sessions
   look: ``[alice] >`` stays on screen once after a sent line, never twice in a row.
+  (On a terminal the line editor, `spartan.client.console`, keeps what was typed after
+  the prompt and draws it again after such output; the flow need not know.)
+* What waits: at login, and after a reconnect, ``UNREAD`` says which conversations hold
+  unseen messages; the menu says so (``[Spartan] Unread: bob (2), group1 (5)``), and
+  so does the line after a reconnect.  A server without ``UNREAD`` refuses it: then
+  nothing is said.
+* A message longer than one ``SEND`` line may hold is sent as several, cut so that they
+  join to exactly what was typed; a message that starts with ``/me `` is an action,
+  shown ``* bob waves``.
 * Delivery: a message of the conversation on screen is shown, then acknowledged (``ACK``
   is cumulative; one is in flight per conversation at a time, later ones merge into the
   next); a message of any other conversation gets a notice line (once per conversation)
@@ -50,9 +59,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spartan import wire
 from spartan.client.hosts import Address, HostRotation
-from spartan.client.text import clean_input, split_utf8
+from spartan.client.text import clean_input, split_message
+from spartan.core.names import ACTION_PREFIX
+from spartan.native import wire
 
 # -- effects -------------------------------------------------------------------------------
 
@@ -128,13 +138,16 @@ HELP_LINES = (
     "  /switch   back to the menu, to open another conversation",
     "  /users    who is online",
     "  /help     this list",
+    "  /me text  an action: shown as * {user} text",
     "  /quit     leave (Ctrl-D and Ctrl-C leave too)",
     "  //text    send a line that starts with /",
 )
 
 QUIT_TIMEOUT = 3.0  # seconds to wait for the server's OK BYE before leaving anyway
 MAX_RECONNECT_ATTEMPTS = 100  # with the backoff capped at 30 s: about 50 minutes
-MAX_SEND_BYTES = 3800  # message text per SEND line; the server's line limit is 4096 bytes
+MAX_LINE = 4096  # bytes: the server's --max-line, for a whole command line
+MAX_CLIENT_ID = 64  # characters, the protocol's limit
+COMMANDS = ("/switch", "/users", "/help", "/quit")
 REMEMBERED = 10_000  # message keys kept to skip duplicates
 
 
@@ -158,6 +171,11 @@ def _default_ids() -> Callable[[], str]:
     prefix = uuid.uuid4().hex[:12]
     counter = itertools.count(1)
     return lambda: f"{prefix}-{next(counter)}"
+
+
+def _is_text(line: str) -> bool:
+    """A chat line that starts with / but is a message: //text, or an action (/me waves)."""
+    return line.startswith("//") or line.startswith(ACTION_PREFIX)
 
 
 def _display(conversation: str) -> str:
@@ -228,6 +246,7 @@ class ClientFlow:
         self._prompt: str | None = None  # the prompt the cursor is after, if any
         self._redrawn = False  # that prompt was redrawn after an event
         self._before_password: State | None = None  # the state a password question interrupted
+        self._leaving = False  # the user asked to leave
         self._out: list[Effect] = []
 
     @property
@@ -430,10 +449,23 @@ class ClientFlow:
             State.CHAT: f"[{self.user}] > ",
         }.get(self.state)
 
+    def completions(self) -> list[str]:
+        """What Tab may complete to at the current prompt: names, and the commands."""
+        names = [name for name, _online in self._users if name != self.user]
+        match self.state:
+            case State.ASK_USER:
+                return names + list(COMMANDS)
+            case State.ASK_GROUP:
+                return list(self._groups) + list(COMMANDS)
+            case State.CHAT:
+                return names + list(COMMANDS) + [ACTION_PREFIX.strip()]
+            case State.MENU:
+                return list(COMMANDS)
+        return []
+
     def _show_menu(self) -> None:
         if self._unread:
-            names = ", ".join(_display(c) for c in self._unread)
-            self._show(f"{SPARTAN} Unread messages in: {names}")
+            self._show(self._unread_line())
         self._show(*MENU_LINES)
         self.state = State.MENU
         self._ask(MENU_PROMPT)
@@ -466,6 +498,8 @@ class ClientFlow:
         self._event(f"{SPARTAN} Reconnected to Spartan Server at {where}.")
         if self.state is State.LOADING:
             self._load()
+        if self.state is not State.LOADING:
+            self._send(wire.Unread(), "unread", "reconnect")
         if self.state is State.CHAT and self._conversation is not None:
             self._open_conversation()
         for client_id, (target, text) in self._unconfirmed.items():
@@ -473,7 +507,7 @@ class ClientFlow:
 
     def _login_refused(self, reply: wire.Reply) -> None:
         if reply.word in ("password-required", "bad-credentials"):
-            if reply.word == "bad-credentials" and self._password is not None:
+            if reply.word == "bad-credentials":
                 self._show(f"{SPARTAN} Wrong password for {self.user}.")
             if self._can_ask_password:
                 if self.state not in (State.LOGGING_IN, State.PASSWORD):
@@ -484,8 +518,8 @@ class ClientFlow:
                 return
             if self._password is None:
                 self._show(f"{SPARTAN} The server wants a password: set SPARTAN_PASSWORD.")
-                self._exit(1)
-                return
+            self._exit(1)  # the wrong password was said: nothing more to say
+            return
         self._show(f"{SPARTAN} Could not log in as {self.user}: {reply.rest or reply.word}")
         self._exit(1)
 
@@ -493,6 +527,29 @@ class ClientFlow:
         self._loaded.clear()
         self._send(wire.Users(), "directory", "users")
         self._send(wire.Groups(), "directory", "groups")
+        self._send(wire.Unread(), "unread", "login")
+
+    def _reply_unread(self, when: str, reply: wire.Reply) -> None:
+        """What waits, said before the menu (at login) or after the reconnect line.
+
+        A server without UNREAD refuses it: then nothing is said.
+        """
+        waiting: Counter[str] = Counter()
+        if reply.ok:
+            for label, _, count in (field.rpartition("=") for field in reply.fields):
+                if label and count.isdigit() and label != self._conversation:
+                    waiting[label] = int(count)
+        self._unread = waiting
+        if when == "login":
+            self._loaded.add("unread")
+            self._greet()
+        elif waiting:
+            self._event(self._unread_line())
+
+    def _unread_line(self) -> str:
+        return f"{SPARTAN} Unread: " + ", ".join(
+            f"{_display(conversation)} ({count})" for conversation, count in self._unread.items()
+        )
 
     def _reply_directory(self, which: str, reply: wire.Reply) -> None:
         if not reply.ok:
@@ -504,7 +561,11 @@ class ClientFlow:
         else:
             self._groups = wire.parse_groups(reply)
         self._loaded.add(which)
-        if self._loaded == {"users", "groups"} and self.state is State.LOADING:
+        self._greet()
+
+    def _greet(self) -> None:
+        """Once the directory and what waits are in: who is there, and the menu."""
+        if self._loaded == {"users", "groups", "unread"} and self.state is State.LOADING:
             others = [name for name, _online in self._users if name != self.user]
             self._show(
                 f"{SPARTAN} Connected to Spartan Server at port {self.port}.",
@@ -613,7 +674,10 @@ class ClientFlow:
             self._shown_order.append(key)
             if len(self._shown_order) > REMEMBERED:
                 self._shown.discard(self._shown_order.popleft())
-            lines.append(f"[{message.sender}] {message.text}")
+            if message.text.startswith(ACTION_PREFIX):
+                lines.append(f"* {message.sender} {message.text[len(ACTION_PREFIX):]}")
+            else:
+                lines.append(f"[{message.sender}] {message.text}")
         return lines, last
 
     # -- input ----------------------------------------------------------------------------
@@ -650,11 +714,7 @@ class ClientFlow:
 
     def _take_line(self, line: str) -> None:
         command = line.strip()
-        if self.state is State.CHAT and not line.startswith("//"):
-            if command.startswith("/"):
-                self._chat_command(command)
-                return
-        elif self.state is not State.CHAT and command.startswith("/"):
+        if command.startswith("/") and not (self.state is State.CHAT and _is_text(line)):
             self._chat_command(command)
             return
         match self.state:
@@ -675,7 +735,7 @@ class ClientFlow:
         if verb == "/quit":
             self._quit()
         elif verb == "/help":
-            self._show(*HELP_LINES)
+            self._show(*(line.format(user=self.user) for line in HELP_LINES))
             self._ensure_prompt()
         elif verb == "/switch":
             self._conversation = None
@@ -755,7 +815,7 @@ class ClientFlow:
         """What to send for a chat line, or None for nothing (empty line, command)."""
         if line.startswith("//"):
             line = line[1:]
-        elif line.strip().startswith("/"):
+        elif line.strip().startswith("/") and not _is_text(line):
             return None
         text = clean_input(line)
         return text if text.strip() else None
@@ -763,15 +823,21 @@ class ClientFlow:
     def _queue_message(self, text: str) -> None:
         target = self._conversation
         assert target is not None
-        for piece in split_utf8(text, MAX_SEND_BYTES):
+        # The whole SEND line must fit the server's line limit: "SEND id=<id> <target> <text>".
+        room = MAX_LINE - len(f"SEND id={'i' * MAX_CLIENT_ID} {target} \r".encode())
+        pieces = split_message(text, room)
+        for piece in pieces:
             client_id = self._new_id()
             self._unconfirmed[client_id] = (target, piece)
             if self._logged_in:
                 self._send(wire.Send(target, piece, client_id), "send", client_id)
+        if len(pieces) > 1:
+            self._show(f"{SPARTAN} Long message sent in {len(pieces)} parts.")
 
     # -- leaving --------------------------------------------------------------------------
 
     def _quit(self) -> None:
+        self._leaving = True
         self._input.clear()
         if self._logged_in and self._connected:
             for conversation in list(self._ack_wanted):
@@ -793,6 +859,8 @@ class ClientFlow:
             unsent = self._unconfirmed.values()
             self._show(*(f"{SPARTAN} Not sent to {_display(t)}: {text}" for t, text in unsent))
             status = status or 1
+        if self._leaving and not self._echo:
+            self._show(f"{SPARTAN} Goodbye.")
         self._exit(status)
 
     def _exit(self, status: int) -> None:

@@ -70,10 +70,18 @@ class TerminalProtocol(Protocol):
         self._stdin_fd = stdin_fd  # a terminal, for reading a password without echo
         self._buffer = b""
         self._discarding = False
-        self._secret_attrs: list | None = None
+        self._quiet = TerminalMode(stdin_fd)  # no echo while a password is typed
         self._ended = False
         self.closed = False
-        self._closed_waiters: list[Deferred[None]] = []
+        self._closing = Closing()
+
+    def stdio_protocol(self) -> TerminalProtocol:
+        """The protocol to give `StandardIO`."""
+        return self
+
+    def restore(self) -> None:
+        """Give the terminal back as it was (on exit)."""
+        self._quiet.restore()
 
     # -- output ---------------------------------------------------------------------------
 
@@ -81,30 +89,9 @@ class TerminalProtocol(Protocol):
         data = render(effects, tty=self.tty)
         for effect in effects:
             if isinstance(effect, Prompt) and effect.secret:
-                self._echo_off()
+                self._quiet.change(_without_echo)
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
-
-    def _echo_off(self) -> None:
-        if self._stdin_fd is None or self._secret_attrs is not None:
-            return
-        try:
-            attrs = termios.tcgetattr(self._stdin_fd)
-            quiet = list(attrs)
-            quiet[3] &= ~termios.ECHO
-            termios.tcsetattr(self._stdin_fd, termios.TCSANOW, quiet)
-        except (termios.error, OSError):
-            return
-        self._secret_attrs = attrs
-
-    def echo_on(self) -> None:
-        """Undo `_echo_off` (also called on exit)."""
-        attrs, self._secret_attrs = self._secret_attrs, None
-        if attrs is not None and self._stdin_fd is not None:
-            try:
-                termios.tcsetattr(self._stdin_fd, termios.TCSANOW, attrs)
-            except (termios.error, OSError):
-                pass
 
     # -- input ----------------------------------------------------------------------------
 
@@ -154,8 +141,8 @@ class TerminalProtocol(Protocol):
     def _lines(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        if self._secret_attrs is not None:
-            self.echo_on()
+        if self._quiet.changed:
+            self._quiet.restore()
             self.show([Newline()])  # the user's Enter was not echoed
         self._on_lines([line.removesuffix(b"\r").decode("utf-8", "replace") for line in lines])
 
@@ -168,18 +155,12 @@ class TerminalProtocol(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
-        waiters, self._closed_waiters = self._closed_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
+        self._closing.fire()
         self._end_of_input()
 
     def when_closed(self) -> Deferred[None]:
         """Fires once the stdio transport is closed (output flushed)."""
-        if self.closed:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._closed_waiters.append(waiter)
-        return waiter
+        return self._closing.wait()
 
     def _end_of_input(self) -> None:
         if self._ended:
@@ -189,6 +170,64 @@ class TerminalProtocol(Protocol):
             line, self._buffer = self._buffer, b""
             self._lines([line])
         self._on_eof()
+
+
+class Closing:
+    """Deferreds for those waiting for the stdio transport to close."""
+
+    def __init__(self) -> None:
+        self._done = False
+        self._waiters: list[Deferred[None]] = []
+
+    def fire(self) -> None:
+        self._done = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def wait(self) -> Deferred[None]:
+        if self._done:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+
+def _without_echo(attrs: list) -> None:
+    attrs[3] &= ~termios.ECHO
+
+
+class TerminalMode:
+    """A terminal's settings, changed for a while (`change`) and put back (`restore`)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+        self._saved: list | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self._saved is not None
+
+    def change(self, edit: Callable[[list], None]) -> None:
+        """Apply ``edit`` to a copy of the settings (``termios.tcgetattr``'s list)."""
+        if self._fd is None or self._saved is not None:
+            return
+        try:
+            saved = termios.tcgetattr(self._fd)
+            attrs = [list(item) if isinstance(item, list) else item for item in saved]
+            edit(attrs)
+            termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+        except (termios.error, OSError):
+            return  # not a terminal after all: nothing to change
+        self._saved = saved
+
+    def restore(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is not None and self._fd is not None:
+            try:
+                termios.tcsetattr(self._fd, termios.TCSANOW, saved)
+            except (termios.error, OSError):
+                pass
 
 
 class FileFlags:

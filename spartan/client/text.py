@@ -65,21 +65,45 @@ def clean_input(text: str) -> str:
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
-def split_utf8(text: str, max_bytes: int) -> list[str]:
-    """``text`` cut into pieces of at most ``max_bytes`` bytes of UTF-8, whole characters."""
-    data = text.encode("utf-8")
-    if len(data) <= max_bytes:
+def split_message(text: str, max_bytes: int) -> list[str]:
+    """``text`` cut into pieces of at most ``max_bytes`` bytes of UTF-8 that, joined in
+    order, are ``text`` again.
+
+    The server drops the spaces that end a line, so a piece never ends with a space (it
+    ends before a run of spaces, which starts the next piece); a cut falls between two
+    characters, never before a combining one (an accent stays with its letter), and at
+    a space when there is one in the second half of the piece.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) <= max_bytes:
         return [text]
+    sizes = [len(c.encode("utf-8", "surrogatepass")) for c in text]
     pieces = []
     start = 0
-    while start < len(data):  # bounded: start grows by at least one character each time
-        end = min(start + max_bytes, len(data))
-        while end < len(data) and (data[end] & 0xC0) == 0x80:  # not in mid-character
-            end -= 1
-        if end == start:  # max_bytes smaller than one character
-            end = start + 1
-            while end < len(data) and (data[end] & 0xC0) == 0x80:
-                end += 1
-        pieces.append(data[start:end].decode("utf-8"))
-        start = end
+    while start < len(text):  # bounded: start grows by at least one character each time
+        end, used = start, 0
+        while end < len(text) and used + sizes[end] <= max_bytes:  # bounded by the text
+            used += sizes[end]
+            end += 1
+        if end == len(text):
+            pieces.append(text[start:])
+            break
+        cut = _cut(text, start + 1, max(end, start + 1))
+        pieces.append(text[start:cut])
+        start = cut
     return pieces
+
+
+def _cut(text: str, lowest: int, highest: int) -> int:
+    """Where to end a piece, between ``lowest`` and ``highest`` (both included)."""
+
+    def fits(at: int) -> bool:
+        return text[at - 1] != " " and unicodedata.combining(text[at]) == 0
+
+    middle = (lowest + highest) // 2
+    for at in range(highest, middle - 1, -1):  # a space starts the next piece
+        if text[at] == " " and fits(at):
+            return at
+    for at in range(highest, lowest - 1, -1):
+        if fits(at):
+            return at
+    return highest  # only spaces or marks: nothing better to do

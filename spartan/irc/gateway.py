@@ -3,57 +3,52 @@ The IRC gateway's protocol: one IRC connection, from registration to ``QUIT``.
 
 Theory of operation
 -------------------
-* The gateway is one more adapter over the chat core, beside `spartan.server`: a nick is a
-  Spartan user, a channel ``#group1`` is the group ``group1``, and ``PRIVMSG``/``NOTICE`` to
-  a nick or a channel is a Spartan message.  The protocol knows only its factory; the
-  factory knows only the `Chat`.
-* Registration (``CAP``/``PASS``/``NICK``/``USER``) ends in ``Chat.login(nick, password)``;
-  ``PASS`` is passed through as the password.  Then the welcome numerics, the MOTD, and
-  the direct messages the user has not seen, oldest first; they then count as seen.
+* The gateway is a front end on the shared connection layer (`spartan.net.connection`),
+  beside the native protocol: a nick is a Spartan user, a channel ``#group1`` is the group
+  ``group1``, and ``PRIVMSG``/``NOTICE`` to a nick or a channel is a Spartan message, sent
+  through the core's one send primitive (`Session.post`).  The connection layer gives it
+  pipelining, write batching, back-pressure, flood control and timeouts; this module only
+  speaks IRC.
+* Lines are dispatched through a command table (`COMMANDS`: handler, minimum parameters,
+  whether it is allowed before registration).  Registration (``CAP``/``PASS``/``NICK``/
+  ``USER``) is a small state machine (`spartan.irc.registration`) ending in
+  ``Chat.login(nick, password)``; then the welcome numerics, the MOTD, and the direct
+  messages the user has not seen, oldest first.
+* What a handler writes is gathered and becomes the reply to its line.  What comes later
+  (a login, a message being stored, a channel's backlog being read) takes a place in the
+  reply queue, so replies leave in the order the lines came while the next lines are
+  already being handled: many PRIVMSGs are in flight at once and share a commit.
 * Groups are not joined automatically.  ``JOIN`` is for members only (others get
   ERR_INVITEONLYCHAN); it answers with the names and the group's unseen messages.  Live
-  group messages reach an IRC connection only for the channels it joined; the others stay
-  unseen and come with the ``JOIN``.  What an IRC connection was shown is acknowledged
-  (IRC has no ACK), in one batch per reactor turn.
-* Every message goes out once per format: ``Delivery.encoded`` caches the plain IRC
-  encoding and the one with the ``@time`` tag (``server-time``) for every reader.
-* Input is bytes, parsed here, never by exceptions: an overlong line gets ERR_INPUTTOOLONG
-  (417) and is discarded up to its end; an unknown command gets ERR_UNKNOWNCOMMAND (421);
-  a bug answers with a NOTICE.  Nothing a client sends drops the connection but ``QUIT``
-  and flooding.
-* Lines are handled one at a time, in order: while one waits on the core (a login, a
-  message being stored, a backlog being read), later lines wait in a queue, and reading
-  from the socket pauses once the queue is long.  Messages pushed meanwhile are held and
-  written after the reply, so a backlog is never interleaved with newer messages.
-* A peer that stops reading is dropped once ``max_pending`` bytes wait for it, as on the
-  native port; its messages stay unseen.
-* The native port's limits hold here too (`spartan.guard`, which this protocol serves as
-  an `IGuarded`): each line the queue hands out is admitted by the guard first; a slowed
-  connection stops taking lines from the queue and reading the socket.  In IRC's words:
-  ``NOTICE <nick>`` to slow down, ``PING :<n>`` half way to the idle timeout (a ``PONG``,
-  like any line, is activity), ``ERROR :Closing Link: <nick> (<reason>)`` and close.
-* Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own:
-  the IRC connections that joined, plus members online only through the native protocol.
+  group messages reach an IRC connection only for the channels it joined (or is joining);
+  the others stay unseen and come with the ``JOIN``.  A pushed message waits behind the
+  replies still queued and is written only if it was not already in a backlog.
+* IRC has no ACK: a message counts as seen once the peer's TCP has acknowledged the bytes
+  that carried it (`spartan.net.sendqueue`): the gateway remembers where in its output
+  stream each message ends, and looks at the socket after writing (the next turn, then
+  less and less often while something is still unacknowledged).  A reader dropped for not
+  reading never gets those acknowledgements: what it did not receive stays unseen and
+  comes again on its next connection.  Where the socket cannot say (TLS), a message
+  counts once it has left Twisted's buffer.
+* Channel presence (``JOIN``/``PART``/``QUIT`` lines, ``NAMES``) is the gateway's own, in
+  the factory's `Roster`: the IRC connections that joined, plus members online only
+  through the native protocol.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.logger import Logger
-from twisted.words.protocols import irc
-from zope.interface import implementer
+from twisted.python.failure import Failure
 
-from spartan import wire
-from spartan.backlog import Backlog
-from spartan.chat import Delivery, Session, direct_key
-from spartan.errors import ChatError
-from spartan.guard import Guard, IGuarded
+from spartan.core.chat import Delivery
+from spartan.core.errors import ChatError
+from spartan.core.names import GROUP_PREFIX, is_name
+from spartan.irc import numerics as N
 from spartan.irc.lines import (
-    COMMAND,
     MAX_BODY,
     clean_text,
     format_line,
@@ -61,61 +56,12 @@ from spartan.irc.lines import (
     parse_line,
     server_time,
 )
-from spartan.irc.numerics import (
-    ERR_ALREADYREGISTERED,
-    ERR_CANNOTSENDTOCHAN,
-    ERR_CHANOPRIVSNEEDED,
-    ERR_ERRONEUSNICKNAME,
-    ERR_INPUTTOOLONG,
-    ERR_INVALIDCAPCMD,
-    ERR_INVITEONLYCHAN,
-    ERR_NEEDMOREPARAMS,
-    ERR_NONICKNAMEGIVEN,
-    ERR_NOORIGIN,
-    ERR_NORECIPIENT,
-    ERR_NOSUCHCHANNEL,
-    ERR_NOSUCHNICK,
-    ERR_NOTEXTTOSEND,
-    ERR_NOTONCHANNEL,
-    ERR_NOTREGISTERED,
-    ERR_PASSWDMISMATCH,
-    ERR_TOOMANYTARGETS,
-    ERR_UMODEUNKNOWNFLAG,
-    ERR_UNKNOWNCOMMAND,
-    ERR_USERSDONTMATCH,
-    RPL_AWAY,
-    RPL_CHANNELMODEIS,
-    RPL_CREATED,
-    RPL_ENDOFBANLIST,
-    RPL_ENDOFMOTD,
-    RPL_ENDOFNAMES,
-    RPL_ENDOFWHO,
-    RPL_ENDOFWHOIS,
-    RPL_ISUPPORT,
-    RPL_LIST,
-    RPL_LISTEND,
-    RPL_LISTSTART,
-    RPL_MOTD,
-    RPL_MOTDSTART,
-    RPL_MYINFO,
-    RPL_NAMREPLY,
-    RPL_NOTOPIC,
-    RPL_NOWAWAY,
-    RPL_UMODEIS,
-    RPL_UNAWAY,
-    RPL_WELCOME,
-    RPL_WHOISCHANNELS,
-    RPL_WHOISSERVER,
-    RPL_WHOISUSER,
-    RPL_WHOREPLY,
-    RPL_YOURHOST,
-)
-
-if TYPE_CHECKING:
-    from spartan.irc.factory import IRCGatewayFactory
+from spartan.irc.registration import Registration
+from spartan.net.connection import LineConnection, ReplySlot
+from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
-INPUT_QUEUE_PAUSE = 64  # stop reading the socket while this many lines wait
+ACK_RECHECK, ACK_RECHECK_MAX = 0.005, 0.5  # seconds between looks at the kernel's queue
 # How an IRC server words the guard's reasons for closing (ERROR :Closing Link: nick (...)).
 _CLOSE_REASONS = {
     "rate-limited": "Excess Flood",
@@ -127,353 +73,370 @@ CAPABILITIES = ("server-time", "echo-message")
 # Commands whose first parameter names nicks or channels (IRC compares them
 # case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
 _NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
-_BEFORE_REGISTRATION = {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
+
+# A refused message, in IRC's words: ChatError code -> numeric and its text.
+_SEND_REFUSALS = {
+    "unknown-user": (N.ERR_NOSUCHNICK, "No such nick/channel"),
+    "bad-target": (N.ERR_NOSUCHNICK, "No such nick/channel"),
+    "unknown-group": (N.ERR_NOSUCHCHANNEL, "No such channel"),
+    "not-a-member": (N.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (members only)"),
+}
 
 
-@implementer(IGuarded)
-class IRCGateway(irc.IRC):
-    log = Logger()
-    factory: IRCGatewayFactory
-    address: str | None = None  # the peer's host, counted by the factory
+_NONE: frozenset[str] = frozenset()
 
+
+class _Marked(bytes):
+    """Lines holding messages, with where each ends: ``marks`` = [(end, label, id)]."""
+
+    marks: list[tuple[int, str, int]]
+
+
+def _marked(data: bytes, marks: list[tuple[int, str, int]]) -> bytes:
+    marked = _Marked(data)
+    marked.marks = marks
+    return marked
+
+
+def _join(pieces: list[bytes]) -> bytes:
+    """``b"".join(pieces)``, keeping the marks of the marked pieces (at their new place)."""
+    data = b"".join(pieces)
+    marks, offset = [], 0
+    for piece in pieces:
+        if type(piece) is _Marked:
+            marks.extend((offset + end, label, id_) for end, label, id_ in piece.marks)
+        offset += len(piece)
+    return _marked(data, marks) if marks else data
+
+
+class Command(NamedTuple):
+    handler: str  # the method's name
+    min_params: int = 0  # fewer: ERR_NEEDMOREPARAMS
+    before_registration: bool = False
+
+
+class _Sending(ReplySlot):
+    """One PRIVMSG/NOTICE target waiting for the store: the echo, or why it was refused."""
+
+    __slots__ = ("target", "command")
+
+    def __init__(self, connection: IRCGateway, target: str, command: str) -> None:
+        super().__init__(connection)
+        self.target = target
+        self.command = command
+
+    def sent(self, message) -> None:
+        self.fill(self.connection._echo(message, self.target, self.command))
+
+    def refused(self, reason) -> None:
+        error = getattr(reason, "value", reason)
+        if self.command == "NOTICE" or not isinstance(error, ChatError):
+            self.fill(b"" if self.command == "NOTICE" else self.connection.error_reply(reason))
+            return
+        self.fill(self.connection._refusal(self.target, error))
+
+
+class IRCGateway(LineConnection):
     def __init__(self) -> None:
-        self.nick: str | None = None
-        self.realname = ""
-        self.ident = ""
-        self.password: str | None = None
-        self.got_user = False
-        self.negotiating = False  # CAP LS/REQ seen, CAP END not yet
-        self.caps: set[str] = set()
-        self.session: Session | None = None
+        super().__init__()
+        self.registration = Registration()
+        # Empty collections are shared until first changed: an idle connection is smaller.
+        self.caps: frozenset[str] = _NONE  # replaced whole by CAP REQ
         self.channels: list[str] = []  # joined, in order of joining
+        self._joining: frozenset[str] = _NONE  # JOINs whose backlog is being read
         self.away: str | None = None
-        self._registering = False
-        self._inbuf = b""
-        self._discarding = False  # inside the tail of an overlong line
-        self._input: deque[bytes | None] = deque()  # None: an overlong line
-        self._busy = False  # a command is waiting on the core
-        self._processing = False
-        self._reading_paused = False
-        self._lines_paused = False  # the guard slowed this connection (IGuarded)
-        self._held: list[Delivery] | None = None  # pushes held while a reply is pending
-        self._to_ack: dict[str, int] = {}
+        self._out: list[bytes] | None = None  # what the handler running now says
+        self._shown: dict[str, int] = {}  # conversation label -> newest id written
+        # What was written and is acknowledged once out: (end offset, label, id), in order.
+        self._marks: deque[tuple[int, str, int]] | None = None
         self._ack_call = None
-        self._closing = False
+        self._quit_reason: str | None = None
+        self._dropped = False
+        self._kernel_says = False  # the socket tells what its peer acknowledged
+        self.output_offset = 0  # bytes written to the connection so far
 
-    # -- connection ------------------------------------------------------------------------
-
-    def connectionMade(self) -> None:
-        # irc.IRC.connectionMade would look up our FQDN (blocking DNS): not needed.
-        self.hostname = self.factory.server_name
-        self.backlog = Backlog(self.factory.max_pending)
-        self.transport.registerProducer(self.backlog, True)
-        self.guard = Guard(self, self.factory.limits, self.factory.clock)
-        self.guard.start()
-
-    def connectionLost(self, reason) -> None:
-        self._closing = True
-        self._input.clear()
-        self.factory.connection_lost(self)
-        if hasattr(self, "guard"):
-            self.guard.stop()
-        if self.session is not None:
-            self._flush_acks()
-            self._leave_all("QUIT", self._quit_reason or "Connection closed")
-            self.factory.unregister(self)
-            self.session.logout()
-            self.session = None
-
-    _quit_reason: str | None = None
-
-    def _write(self, data: bytes) -> None:
-        if self._closing and self.transport is None:
-            return
-        backlog = self.backlog
-        if backlog.paused and backlog.overflows(len(data)):
-            self._drop_slow_reader()
-            return
-        self.transport.write(data)
-
-    def _drop_slow_reader(self) -> None:
-        if not self._closing:
-            self._closing = True
-            self.log.warn(
-                "Closing the IRC connection of {who}: it stopped reading ({n} bytes waiting)",
-                who=self.nick or "a client",
-                n=self.backlog.waiting,
-            )
-            self.transport.abortConnection()
-
-    def sendLine(self, line) -> None:  # irc.IRC's senders end here
-        if isinstance(line, str):
-            line = line.encode("utf-8")
-        self._write(line + b"\r\n")
-
-    def _send(self, command: str, *params: str, source: str | None = None) -> None:
-        self._write(format_line(source or self.factory.server_name, command, *params))
-
-    def _numeric(self, code: str, *params: str, trailing: bool = True) -> None:
-        self._write(
-            format_line(self.factory.server_name, code, self.nick or "*", *params, trailing=trailing)
-        )
+    # -- who --------------------------------------------------------------------------------
 
     @property
-    def mask(self) -> str:
-        return self.factory.mask(self.nick or "*")
-
-    # -- lines in --------------------------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._closing:
-            return
-        lines = (self._inbuf + data).split(b"\n")
-        self._inbuf = lines.pop()
-        limit = self.factory.max_line
-        for line in lines:
-            if self._discarding:  # the end of an overlong line
-                self._discarding = False
-            elif len(line) > limit:
-                self._input.append(None)
-            else:
-                self._input.append(line)
-        if len(self._inbuf) > limit:
-            if not self._discarding:
-                self._input.append(None)
-                self._discarding = True
-            self._inbuf = b""
-        self._process()
-
-    def _process(self) -> None:
-        if self._processing:
-            return
-        self._processing = True
-        try:
-            while self._input and not (self._busy or self._closing or self._lines_paused):
-                line = self._input.popleft()
-                if not self.guard.admit():  # flooding: refused, and the connection closes
-                    break
-                result = self._handle(line)
-                if isinstance(result, Deferred):
-                    self._busy = True
-                    self._held = []
-                    result.addErrback(self._failed).addBoth(self._finished)
-        finally:
-            self._processing = False
-        self._flow()
-
-    def _finished(self, _) -> None:
-        self._busy = False
-        held, self._held = self._held or [], None
-        for delivery in held:
-            self.receive(delivery)
-        self._process()
-
-    def _flow(self) -> None:
-        """Stop reading the socket while lines pile up behind a slow command, or while
-        the guard has slowed the connection."""
-        if self.transport is None or self._closing:
-            return
-        hold = self._lines_paused or len(self._input) >= INPUT_QUEUE_PAUSE
-        if hold and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif not hold and not self._input and self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-
-    def _handle(self, line: bytes | None) -> Deferred | None:
-        """One line: its reply is written, or a Deferred fires once it is.  Never raises."""
-        if line is None:
-            self._numeric(ERR_INPUTTOOLONG, "Input line was too long")
-            return None
-        parsed = parse_line(line)
-        if parsed is None:
-            return None  # IRC ignores empty lines
-        command, params = parsed
-        if command in _NAME_PARAMS and params:
-            params[0] = ",".join(self.factory.canonical(p) for p in params[0].split(","))
-        if not COMMAND.match(command):
-            return self.irc_unknown("", command[:20], params)
-        if self.session is None and command not in _BEFORE_REGISTRATION:
-            method = getattr(self, "irc_" + command, None)
-            if method is not None:
-                self._numeric(ERR_NOTREGISTERED, "You have not registered")
-                return None
-        try:
-            method = getattr(self, "irc_" + command, None)
-            if method is None:
-                return self.irc_unknown("", command, params)
-            return method("", params)
-        except ChatError as e:
-            self._notice_error(e)
-        except Exception:
-            self.log.failure("Error handling IRC {command}", command=command)
-            self._notice(f"The server failed to handle {command}; it has been logged.")
-        return None
-
-    def _failed(self, failure) -> None:
-        if failure.check(ChatError):
-            self._notice_error(failure.value)
-        else:
-            self.log.failure("Error answering an IRC command", failure)
-            self._notice("The server failed to handle that command; it has been logged.")
-
-    def _notice(self, text: str) -> None:
-        self._send("NOTICE", self.nick or "*", text)
-
-    def _notice_error(self, error: ChatError) -> None:
-        self._notice(f"{error.message} ({error.code})")
-
-    # -- IGuarded: the guard's words on IRC -------------------------------------------------
+    def nick(self) -> str | None:
+        return self.registration.nick
 
     @property
-    def logged_in(self) -> bool:
-        return self.session is not None
+    def ident(self) -> str:
+        return self.registration.ident
 
     @property
-    def closing(self) -> bool:
-        return self._closing
+    def realname(self) -> str:
+        return self.registration.realname
 
     @property
     def who(self) -> str:
         return self.nick or "a client"
 
-    def send_notice(self, code: str, sentence: str) -> None:
-        self._notice(sentence)
+    @property
+    def mask(self) -> str:
+        return self.factory.encoder.mask(self.nick or "*")
 
-    def send_ping(self, token: str) -> None:
-        self._write(format_line(None, "PING", token))
+    @property
+    def chat(self):
+        return self.factory.chat
 
-    def refuse(self, code: str, sentence: str) -> None:
-        # Lines are handled one at a time: nothing is pending when a line is admitted.
-        self._error_and_close(_CLOSE_REASONS.get(code, sentence))
+    # -- the connection layer's questions, in IRC's words ----------------------------------------
 
-    def hang_up(self, code: str, sentence: str) -> None:
-        self._notice(sentence)
-        self._error_and_close(_CLOSE_REASONS.get(code, sentence))
+    def handle_line(self, line: bytes):
+        return self._collect(self._dispatch, line) or None
 
-    def pause_lines(self) -> None:
-        self._lines_paused = True
-        self._flow()
+    def line_too_long(self) -> bytes:
+        return self._numeric_line(N.ERR_INPUTTOOLONG, "Input line was too long")
 
-    def resume_lines(self) -> None:
-        self._lines_paused = False
-        self._process()  # the lines that waited; reading resumes once they are handled
+    def error_words(self, error: ChatError) -> bytes:
+        return self._notice_line(f"{error.message} ({error.code})")
 
-    def irc_unknown(self, prefix, command, params) -> None:
-        self._numeric(ERR_UNKNOWNCOMMAND, command, "Unknown command")
+    def internal_error(self) -> bytes:
+        return self._notice_line("The server failed to handle that command; it has been logged.")
 
-    # -- registration ----------------------------------------------------------------------
+    def notice_words(self, code: str, sentence: str) -> bytes:
+        return self._notice_line(sentence)
 
-    def irc_CAP(self, prefix, params):
-        if not params:
-            return self._numeric(ERR_NEEDMOREPARAMS, "CAP", "Not enough parameters")
+    def ping_words(self, token: str) -> bytes:
+        return format_line(None, "PING", token)
+
+    def refuse_words(self, code: str, sentence: str) -> bytes:
+        return self._closing_line(_CLOSE_REASONS.get(code, sentence))
+
+    def hang_up_words(self, code: str, sentence: str) -> bytes:
+        return self._notice_line(sentence) + self._closing_line(_CLOSE_REASONS.get(code, sentence))
+
+    def connection_ended(self) -> None:
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()
+        self._ack_call = None
+        if self.session is None:
+            return
+        if not (self._dropped or self._kernel_says or self.backlog.paused):
+            self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
+        self._leave_all("QUIT", self._quit_reason or "Connection closed")
+        self.factory.roster.unregister(self)
+        self.session.logout()
+        self.session = None
+
+    def slow_reader_dropped(self) -> None:
+        self._dropped = True
+        if acknowledged(self.transport) is not None:
+            self._flush_acks()  # what its peer did receive counts, the rest stays unseen
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()
+        self._ack_call = None
+        self._marks = None
+
+    def output_drained(self) -> None:
+        if self._marks and self.session is not None:  # (None, or an empty deque: nothing)
+            if self._ack_call is not None and self._ack_call.active():
+                self._ack_call.cancel()
+            self._flush_acks()
+
+    def _write(self, data: bytes) -> None:
+        # Where each message ends in the output stream (`output_offset`), to acknowledge it
+        # once the peer has the bytes: a reply holding messages carries their marks.
+        if type(data) is _Marked:
+            if self._marks is None:
+                self._marks = deque()
+            offset = self.output_offset
+            self._marks.extend((offset + end, label, id_) for end, label, id_ in data.marks)
+            self._ack_once_out()
+        self.output_offset += len(data)
+        super()._write(data)
+
+    push = _write  # every byte goes through the count above
+
+    # -- saying things ----------------------------------------------------------------------
+
+    def _collect(self, handler, *args):
+        """Run ``handler``; what it says becomes bytes (or a Deferred of bytes, when the
+        handler returns one for what it says later)."""
+        outer, self._out = self._out, []
+        try:
+            later = handler(*args)
+        finally:
+            said, self._out = self._out, outer
+        now = _join(said)
+        if isinstance(later, Deferred):
+            return later.addCallback(lambda rest: _join([now, rest or b""]))
+        return now
+
+    def say(self, data: bytes) -> None:
+        """Part of the reply being made; outside a handler, a line of our own."""
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            self.tell(data)
+
+    def tell(self, line: bytes) -> None:
+        """A line the server sends on its own (another's JOIN), after pending replies."""
+        if not self._closing:
+            self.push_in_order(lambda: line)
+
+    def _answer_later(self, reply) -> None:
+        """Inside a handler: what was said so far, then ``reply`` (a Deferred of bytes, or
+        a `ReplySlot`) in its place in the queue; the handler may go on saying things."""
+        said = self._out
+        if said:
+            self.reply(_join(said))
+            said.clear()
+        self.reply(reply)
+
+    def _send(self, command: str, *params: str, source: str | None = None) -> None:
+        self.say(format_line(source or self.factory.server_name, command, *params))
+
+    def _numeric_line(self, code: str, *params: str, trailing: bool = True) -> bytes:
+        return format_line(
+            self.factory.server_name, code, self.nick or "*", *params, trailing=trailing
+        )
+
+    def _numeric(self, code: str, *params: str, trailing: bool = True) -> None:
+        self.say(self._numeric_line(code, *params, trailing=trailing))
+
+    def _notice_line(self, text: str) -> bytes:
+        return format_line(self.factory.server_name, "NOTICE", self.nick or "*", text)
+
+    def _notice(self, text: str) -> None:
+        self.say(self._notice_line(text))
+
+    def _closing_line(self, reason: str) -> bytes:
+        return format_line(None, "ERROR", f"Closing Link: {self.nick or '*'} ({reason})")
+
+    def _error_and_close(self, reason: str) -> None:
+        self.say(self._closing_line(reason))
+        self.close_after_replies()
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self, line: bytes):
+        parsed = parse_line(line)
+        if parsed is None:
+            return None  # IRC ignores empty lines
+        command, params = parsed
+        spec = COMMANDS.get(command)  # the table's words are all COMMAND-shaped
+        if command in _NAME_PARAMS and params:
+            names, canonical = params[0], self.factory.canonical
+            params[0] = (
+                canonical(names) if "," not in names
+                else ",".join(canonical(name) for name in names.split(","))
+            )  # fmt: skip
+        if spec is None:
+            return self._numeric(N.ERR_UNKNOWNCOMMAND, command[:20], "Unknown command")
+        if self.session is None and not spec.before_registration:
+            return self._numeric(N.ERR_NOTREGISTERED, "You have not registered")
+        if len(params) < spec.min_params:
+            return self._numeric(N.ERR_NEEDMOREPARAMS, command, "Not enough parameters")
+        try:
+            return getattr(self, spec.handler)(params)
+        except ChatError as e:
+            self._notice(f"{e.message} ({e.code})")
+        except Exception:
+            self.log.failure("Error handling IRC {command}", command=command)
+            self._notice(f"The server failed to handle {command}; it has been logged.")
+        return None
+
+    # -- registration -----------------------------------------------------------------------
+
+    def irc_CAP(self, params):
         sub = params[0].upper()
         nick = self.nick or "*"
         if sub == "LS":
-            if self.session is None:
-                self.negotiating = True
+            self.registration.cap_started()
             self._send("CAP", nick, "LS", " ".join(CAPABILITIES))
         elif sub == "LIST":
             self._send("CAP", nick, "LIST", " ".join(sorted(self.caps)))
         elif sub == "REQ":
-            if self.session is None:
-                self.negotiating = True
+            self.registration.cap_started()
             wanted = params[1].split() if len(params) > 1 else []
             names = [w[1:] if w.startswith("-") else w for w in wanted]
             if not wanted or any(name not in CAPABILITIES for name in names):
-                self._send("CAP", nick, "NAK", " ".join(wanted))
-                return None
+                return self._send("CAP", nick, "NAK", " ".join(wanted))
+            caps = set(self.caps)
             for word, name in zip(wanted, names):
                 if word.startswith("-"):
-                    self.caps.discard(name)
+                    caps.discard(name)
                 else:
-                    self.caps.add(name)
+                    caps.add(name)
+            self.caps = frozenset(caps)
             self._send("CAP", nick, "ACK", " ".join(wanted))
         elif sub == "END":
-            if self.negotiating:
-                self.negotiating = False
-                return self._maybe_register()
+            if self.registration.negotiating:
+                self.registration.cap_ended()
+                self._maybe_register()
         else:
-            self._numeric(ERR_INVALIDCAPCMD, params[0], "Invalid CAP command")
+            self._numeric(N.ERR_INVALIDCAPCMD, params[0], "Invalid CAP command")
         return None
 
-    def irc_PASS(self, prefix, params):
-        if self.session is not None or self._registering:
-            return self._numeric(ERR_ALREADYREGISTERED, "You may not reregister")
-        if not params:
-            return self._numeric(ERR_NEEDMOREPARAMS, "PASS", "Not enough parameters")
-        self.password = params[0]
+    def irc_PASS(self, params):
+        if not self.registration.open:
+            return self._numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        self.registration.password = params[0]
         return None
 
-    def irc_NICK(self, prefix, params):
+    def irc_NICK(self, params):
         if not params or not params[0]:
-            return self._numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
+            return self._numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
         nick = params[0]
-        if self.session is not None or self._registering:
+        if not self.registration.open:
             if nick != self.nick:
                 self._numeric(
-                    ERR_ERRONEUSNICKNAME,
+                    N.ERR_ERRONEUSNICKNAME,
                     nick,
                     "Nicks are Spartan user names: reconnect to use another user",
                 )
             return None
-        if not wire.is_name(nick) or not self.factory.chat.directory.is_user(nick):
-            return self._numeric(ERR_ERRONEUSNICKNAME, nick, "Not a Spartan user name")
-        self.nick = nick
+        if not is_name(nick) or not self.chat.is_user(nick):
+            return self._numeric(N.ERR_ERRONEUSNICKNAME, nick, "Not a Spartan user name")
+        self.registration.nick = nick
         return self._maybe_register()
 
-    def irc_USER(self, prefix, params):
-        if self.session is not None or self._registering:
-            return self._numeric(ERR_ALREADYREGISTERED, "You may not reregister")
-        if len(params) < 4 or not params[0] or not params[3]:
-            return self._numeric(ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
-        self.got_user = True
-        self.ident = params[0][:32]
-        self.realname = params[3]
+    def irc_USER(self, params):
+        if not self.registration.open:
+            return self._numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        if not params[0] or not params[3]:
+            return self._numeric(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        self.registration.user(params[0], params[3])
         return self._maybe_register()
 
-    def _maybe_register(self):
-        if self.nick is None or not self.got_user or self.negotiating or self._registering:
-            return None
-        if self.session is not None:
-            return None
-        self._registering = True
+    def _maybe_register(self) -> None:
+        if not self.registration.ready():
+            return
         peer = getattr(self.transport.getPeer(), "host", None)
-        d = self.factory.chat.login(self.nick, self.password, self, peer)
-        d.addCallbacks(self._logged_in, self._login_refused)
-        return d
+        d = self.chat.login(self.nick, self.registration.password, self, peer)
+        d.addCallbacks(
+            lambda session: self._collect(self._logged_in, session),
+            lambda failure: self._collect(self._login_refused, failure),
+        )
+        self._answer_later(d)
 
     def _login_refused(self, failure) -> None:
-        self._registering = False
+        self.registration.refused()
         if not failure.check(ChatError):
             self.log.failure("IRC login failed", failure)
-        self._numeric(ERR_PASSWDMISMATCH, "Password incorrect")
+        self._numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
         self._error_and_close("Bad user name or password")
 
-    def _error_and_close(self, reason: str) -> None:
-        self._write(format_line(None, "ERROR", f"Closing Link: {self.nick or '*'} ({reason})"))
-        self._closing = True
-        self.transport.loseConnection()
-
-    def _logged_in(self, session: Session):
-        self._registering = False
+    def _logged_in(self, session):
         if self._closing or not self.connected:
             session.logout()
             return None
+        self.registration.logged_in()
         self.session = session
-        self.factory.register(self)
+        self.factory.roster.register(self)
         self._welcome()
-        return self._deliver_direct_backlog()
+        return self._direct_backlog()
 
     def _welcome(self) -> None:
         f = self.factory
-        self._numeric(RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
-        self._numeric(RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
-        self._numeric(RPL_CREATED, f"This server was created {f.created}")
-        self._numeric(RPL_MYINFO, f.server_name, f.version, "o", "nt", trailing=False)
+        self._numeric(N.RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
+        self._numeric(N.RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
+        self._numeric(N.RPL_CREATED, f"This server was created {f.created}")
+        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "o", "nt", trailing=False)
         self._numeric(
-            RPL_ISUPPORT,
+            N.RPL_ISUPPORT,
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
             "CHANLIMIT=#:",
@@ -490,169 +453,185 @@ class IRCGateway(irc.IRC):
 
     def _motd(self) -> None:
         f = self.factory
-        self._numeric(RPL_MOTDSTART, f"- {f.server_name} Message of the day - ")
+        self._numeric(N.RPL_MOTDSTART, f"- {f.server_name} Message of the day - ")
         for line in f.motd:
-            self._numeric(RPL_MOTD, f"- {line}")
-        self._numeric(RPL_ENDOFMOTD, "End of /MOTD command.")
+            self._numeric(N.RPL_MOTD, f"- {line}")
+        self._numeric(N.RPL_ENDOFMOTD, "End of /MOTD command.")
 
     @inlineCallbacks
-    def _deliver_direct_backlog(self):
-        """The direct messages the user has not seen, oldest first; then they are seen."""
+    def _direct_backlog(self):
+        """The direct messages the user has not seen, oldest first (as bytes)."""
         session = self.session
-        keys = yield self.factory.chat.store.conversations()
         unseen = []
-        for other in self.factory.chat.directory.users:
-            if other != session.user and direct_key(session.user, other) in keys:
-                label, messages = yield session.open(other)
+        for label, _ in (yield session.unread()):
+            if not is_channel(label):
+                label, messages = yield session.open(label)
                 unseen.extend((m, label) for m in messages)
         unseen.sort(key=lambda pair: pair[0].id)
-        self._replay(unseen)
+        return self._collect(self._replay, unseen)
 
     def _replay(self, unseen) -> None:
-        """Write messages read from the store, remember them as seen, and hold back
-        the pushed copies of the same messages."""
-        written = set()
+        """Say messages read from the store, unless already written; each is marked, to
+        be acknowledged once the reply holding it is out."""
+        encoder = self.factory.encoder
+        encode = encoder.tagged if "server-time" in self.caps else encoder.plain
         for message, label in unseen:
-            self._write_delivery(Delivery(message, label))
-            written.add(message.id)
-        if self._held:
-            self._held = [d for d in self._held if d.message.id not in written]
+            if message.id <= self._shown.get(label, 0):
+                continue
+            self._shown[label] = message.id
+            data = Delivery(message, label).encoded(encode)
+            self.say(_marked(data, [(len(data), label, message.id)]))
 
-    def irc_MOTD(self, prefix, params):
+    def irc_MOTD(self, params):
         self._motd()
 
-    # -- keepalive, quitting, away ---------------------------------------------------------
+    # -- keepalive, quitting, away ------------------------------------------------------------
 
-    def irc_PING(self, prefix, params):
+    def irc_PING(self, params):
         if not params:
-            return self._numeric(ERR_NOORIGIN, "No origin specified")
+            return self._numeric(N.ERR_NOORIGIN, "No origin specified")
         self._send("PONG", self.factory.server_name, params[0])
         return None
 
-    def irc_PONG(self, prefix, params):
+    def irc_PONG(self, params):
         return None
 
-    def irc_QUIT(self, prefix, params):
+    def irc_QUIT(self, params):
         reason = params[0] if params else "Client quit"
         self._quit_reason = f"Quit: {reason}"
         self._error_and_close(self._quit_reason)
 
-    def irc_AWAY(self, prefix, params):
+    def irc_AWAY(self, params):
         if params and params[0]:
             self.away = params[0][:200]
-            self._numeric(RPL_NOWAWAY, "You have been marked as being away")
+            self._numeric(N.RPL_NOWAWAY, "You have been marked as being away")
         else:
             self.away = None
-            self._numeric(RPL_UNAWAY, "You are no longer marked as being away")
+            self._numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
 
-    # -- messages --------------------------------------------------------------------------
+    # -- messages -----------------------------------------------------------------------------
 
-    def irc_PRIVMSG(self, prefix, params, command="PRIVMSG"):
+    def irc_PRIVMSG(self, params, command="PRIVMSG"):
         quiet = command == "NOTICE"  # RFC: never an automatic reply to a NOTICE
         if not params or not params[0]:
             if not quiet:
-                self._numeric(ERR_NORECIPIENT, f"No recipient given ({command})")
+                self._numeric(N.ERR_NORECIPIENT, f"No recipient given ({command})")
             return None
         if len(params) < 2 or not params[1]:
             if not quiet:
-                self._numeric(ERR_NOTEXTTOSEND, "No text to send")
+                self._numeric(N.ERR_NOTEXTTOSEND, "No text to send")
             return None
         targets = [t for t in params[0].split(",") if t]
         if len(targets) > MAX_TARGETS:
             if not quiet:
-                self._numeric(ERR_TOOMANYTARGETS, params[0], "Too many targets")
+                self._numeric(N.ERR_TOOMANYTARGETS, params[0], "Too many targets")
             return None
         text = clean_text(params[1])
         if not text.strip():
             if not quiet and not params[1].startswith("\x01"):
-                self._numeric(ERR_NOTEXTTOSEND, "No text to send")
+                self._numeric(N.ERR_NOTEXTTOSEND, "No text to send")
             return None
-        sends = [self._send_one(target, text, quiet, command) for target in targets]
-        pending = [d for d in sends if d is not None]
-        if not pending:
-            return None
-        d = pending[0]
-        for other in pending[1:]:
-            d.addBoth(lambda _, o=other: o)
-        return d
+        for target in targets:
+            self._send_one(target, text, command)
+        return None
 
-    def irc_NOTICE(self, prefix, params):
-        return self.irc_PRIVMSG(prefix, params, "NOTICE")
+    def irc_NOTICE(self, params):
+        return self.irc_PRIVMSG(params, "NOTICE")
 
-    def _send_one(self, target: str, text: str, quiet: bool, command: str) -> Deferred | None:
-        chat = self.factory.chat
+    def _send_one(self, target: str, text: str, command: str) -> None:
         if target == self.nick:  # IRC lets one talk to oneself; Spartan stores nothing
-            self._write(format_line(self.mask, command, target, text))
-            return None
-        if is_channel(target):
-            group = target[1:]
-            error = None
-            if not chat.directory.is_group(group):
-                error = (ERR_NOSUCHCHANNEL, target, "No such channel")
-            elif self.nick not in chat.directory.groups[group]:
-                error = (ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel (members only)")
-            if error:
-                if not quiet:
-                    self._numeric(*error)
-                return None
-        elif not wire.is_name(target) or not chat.directory.is_user(target):
-            if not quiet:
-                self._numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
-            return None
-        elif not quiet:
+            self.say(format_line(self.mask, command, target, text))
+            return
+        slot = _Sending(self, target, command)
+        try:
+            self.session.post(target, text, None, slot)
+        except ChatError as error:
+            if command != "NOTICE":
+                self.say(self._refusal(target, error))
+            return
+        if command != "NOTICE" and not is_channel(target):
             away = self.factory.away_message(target)
             if away is not None:
-                self._numeric(RPL_AWAY, target, away)
+                self._numeric(N.RPL_AWAY, target, away)
+        if slot.data is not None:  # stored at once (the in-memory store)
+            self.say(slot.data)
+        else:
+            self._answer_later(slot)
 
-        def sent(message):
-            if "echo-message" in self.caps:
-                delivery = Delivery(message, target)
-                tags = server_time(message.timestamp) if "server-time" in self.caps else ""
-                for piece in self.factory.privmsg_pieces(delivery, target):
-                    self._write(format_line(self.factory.mask(message.sender), command, target, piece, tags=tags))
+    def _echo(self, message, target: str, command: str) -> bytes:
+        if "echo-message" not in self.caps:
+            return b""
+        tags = server_time(message.timestamp) if "server-time" in self.caps else ""
+        return self.factory.encoder.lines(message, target, command, tags)
 
-        def failed(failure):
-            failure.trap(ChatError)
-            if not quiet:
-                self._notice(f"Message to {target} not delivered: {failure.value.message}")
-
-        return self.session.send(target, text).addCallbacks(sent, failed)
+    def _refusal(self, target: str, error: ChatError) -> bytes:
+        numeric = _SEND_REFUSALS.get(error.code)
+        if numeric is None:
+            return self._notice_line(f"Message to {target} not delivered: {error.message}")
+        return self._numeric_line(numeric[0], target, numeric[1])
 
     def receive(self, delivery: Delivery) -> None:
-        """The core pushes a message: write it, unless it is for a channel not joined."""
+        """The core pushes a message: written after pending replies, unless it is for a
+        channel not joined (it stays unseen and comes with the JOIN)."""
         if self._closing:
             return
-        if is_channel(delivery.conversation):
-            if delivery.conversation not in self.channels:
-                return  # stays unseen; it comes with the JOIN
+        label = delivery.conversation
+        if is_channel(label):
+            if label not in self.channels and label not in self._joining:
+                return
         elif delivery.message.sender == self.nick and "echo-message" not in self.caps:
             return  # our own direct message from another session: IRC clients expect none
-        if self._held is not None:
-            self._held.append(delivery)
-            return
-        self._write_delivery(delivery)
+        if self.replies_waiting:
+            self.push_in_order(lambda: self._render(delivery))
+        else:
+            self.push(self._render(delivery))
 
-    def _write_delivery(self, delivery: Delivery) -> None:
-        f = self.factory
-        encoder = f.encode_tagged if "server-time" in self.caps else f.encode_plain
-        self._write(delivery.encoded(encoder))
-        self._seen(delivery.conversation, delivery.message.id)
+    def _render(self, delivery: Delivery) -> bytes:
+        """A message as written right now: nothing if it was already written (a backlog
+        and a live push of the same message); else its lines, to be acknowledged once
+        they are out."""
+        message, label = delivery.message, delivery.conversation
+        if message.id <= self._shown.get(label, 0):
+            return b""
+        self._shown[label] = message.id
+        encoder = self.factory.encoder
+        data = delivery.encoded(encoder.tagged if "server-time" in self.caps else encoder.plain)
+        if self._marks is None:
+            self._marks = deque()
+        self._marks.append((self.output_offset + len(data), label, message.id))
+        self._ack_once_out()
+        return data
 
-    def _seen(self, label: str, message_id: int) -> None:
-        if message_id > self._to_ack.get(label, 0):
-            self._to_ack[label] = message_id
+    def _ack_once_out(self) -> None:
+        transport = self.transport
+        if hasattr(transport, "producerPaused"):
+            # A socket transport resumes a producer it believes paused once its buffer is
+            # empty: `output_drained` looks at the socket right after the write.
+            transport.producerPaused = True
         if self._ack_call is None:
-            self._ack_call = self.factory.chat.clock.callLater(0, self._flush_acks)
+            self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
 
-    def _flush_acks(self) -> None:
-        if self._ack_call is not None and self._ack_call.active():
-            self._ack_call.cancel()
+    def _flush_acks(self, wait: float = ACK_RECHECK) -> None:
         self._ack_call = None
-        acks, self._to_ack = self._to_ack, {}
         if self.session is None:
             return
+        through = acknowledged(self.transport)
+        if through is not None:
+            self._kernel_says = True
+        elif self.backlog.paused:
+            return  # not all out of Twisted's buffer: `output_drained` comes back here
+        else:
+            through = self.output_offset
+        marks, acks = self._marks or (), {}
+        while marks and marks[0][0] <= through:
+            _, label, upto = marks.popleft()
+            acks[label] = upto
+        if marks and through is not self.output_offset:  # the peer has not all yet
+            self._ack_call = self.factory.clock.callLater(
+                wait, self._flush_acks, min(wait * 2, ACK_RECHECK_MAX)
+            )
         for label, upto in acks.items():
-            self.session.ack(label, upto).addErrback(self._ack_failed, label)
+            self.session.shown(label, upto).addErrback(self._ack_failed, label)
 
     def _ack_failed(self, failure, label) -> None:
         if failure.check(ChatError):  # the store failed: the messages stay unseen
@@ -660,212 +639,232 @@ class IRCGateway(irc.IRC):
         else:
             self.log.failure("Marking {label} seen", failure, label=label)
 
-    # -- channels --------------------------------------------------------------------------
+    # -- channels -----------------------------------------------------------------------------
 
     def _group_of(self, channel: str):
-        """(group name, members) of a channel, or None after sending ERR_NOSUCHCHANNEL."""
-        directory = self.factory.chat.directory
-        group = channel[1:] if is_channel(channel) else None
-        if group is None or not directory.is_group(group):
-            self._numeric(ERR_NOSUCHCHANNEL, channel, "No such channel")
+        """(group name, members) of a channel, or None after saying ERR_NOSUCHCHANNEL."""
+        members = self.chat.members(channel[1:]) if is_channel(channel) else None
+        if members is None:
+            self._numeric(N.ERR_NOSUCHCHANNEL, channel, "No such channel")
             return None
-        return group, directory.groups[group]
+        return channel[1:], members
 
-    def irc_JOIN(self, prefix, params):
-        if not params or not params[0]:
-            return self._numeric(ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
+    def _is_member(self, channel: str) -> bool:
+        members = self.chat.members(channel[1:]) if is_channel(channel) else None
+        return members is not None and self.nick in members
+
+    def irc_JOIN(self, params):
+        if not params[0]:
+            return self._numeric(N.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
         if params[0] == "0":
             for channel in list(self.channels):
                 self._part(channel, "Left all channels")
             return None
-        pending = []
-        for channel in params[0].split(",")[:MAX_TARGETS * 4]:
+        for channel in params[0].split(",")[: MAX_TARGETS * 4]:
             found = self._group_of(channel)
-            if found is None or channel in self.channels:
+            if found is None or channel in self.channels or channel in self._joining:
                 continue
-            group, members = found
-            if self.nick not in members:
-                self._numeric(ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i): members only")
+            if self.nick not in found[1]:
+                self._numeric(N.ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i): members only")
                 continue
-            pending.append(channel)
-        if not pending:
-            return None
-        return self._join_all(pending)
+            # The backlog is read first, so that nothing pushed meanwhile comes before it.
+            self._joining = self._joining | {channel}
+            d = self.session.open(channel)
+            d.addBoth(self._join_read, channel)
+            self._answer_later(d)
+        return None
 
-    @inlineCallbacks
-    def _join_all(self, channels):
-        for channel in channels:
-            # Read the backlog first, so that nothing pushed meanwhile comes before it.
-            label, unseen = yield self.session.open(channel)
-            announce = not self.factory.in_channel(channel, self.nick)
-            self.channels.append(channel)
-            self.factory.join(channel, self)
-            line = format_line(self.mask, "JOIN", channel, trailing=False)
-            if announce:
-                self.factory.broadcast(channel, line, exclude=self.nick)
-            self._write(line)  # no RPL_TOPIC: Spartan groups have no topic
-            self._names(channel)
-            self._replay([(m, label) for m in unseen])
+    def _join_read(self, result, channel: str):
+        self._joining = self._joining - {channel}
+        if isinstance(result, Failure):
+            return result  # the connection layer answers it
+        label, unseen = result
+        return self._collect(self._joined, channel, label, unseen)
 
-    def irc_PART(self, prefix, params):
-        if not params or not params[0]:
-            return self._numeric(ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")
+    def _joined(self, channel: str, label: str, unseen) -> None:
+        if channel in self.channels or self._closing:
+            return
+        roster = self.factory.roster
+        announce = not roster.in_channel(channel, self.nick)
+        self.channels.append(channel)
+        roster.join(channel, self)
+        line = format_line(self.mask, "JOIN", channel, trailing=False)
+        if announce:
+            roster.broadcast(channel, line, exclude=self.nick)
+        self.say(line)  # no RPL_TOPIC: Spartan groups have no topic
+        self._names(channel)
+        self._replay([(m, label) for m in unseen])
+
+    def irc_PART(self, params):
+        if not params[0]:
+            return self._numeric(N.ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")
         reason = params[1] if len(params) > 1 else ""
         for channel in params[0].split(","):
             if channel in self.channels:
                 self._part(channel, reason)
             elif self._group_of(channel) is not None:
-                self._numeric(ERR_NOTONCHANNEL, channel, "You're not on that channel")
+                self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
         return None
 
     def _part(self, channel: str, reason: str) -> None:
         line = format_line(self.mask, "PART", channel, *([reason] if reason else []))
-        self._write(line)
+        self.say(line)
         self.channels.remove(channel)
-        self.factory.leave(channel, self)
-        if not self.factory.in_channel(channel, self.nick):
-            self.factory.broadcast(channel, line, exclude=self.nick)
+        roster = self.factory.roster
+        roster.leave(channel, self)
+        if not roster.in_channel(channel, self.nick):
+            roster.broadcast(channel, line, exclude=self.nick)
 
     def _leave_all(self, command: str, reason: str) -> None:
         line = format_line(self.mask, command, reason)
+        roster = self.factory.roster
         told = set()
         for channel in self.channels:
-            self.factory.leave(channel, self)
-            if not self.factory.in_channel(channel, self.nick):
-                for peer in self.factory.channel_members(channel):
+            roster.leave(channel, self)
+            if not roster.in_channel(channel, self.nick):
+                for peer in roster.members(channel):
                     if peer.nick != self.nick and peer not in told:
                         told.add(peer)
-                        peer._write(line)
+                        peer.tell(line)
         self.channels = []
 
     def _topic(self, channel: str) -> str:
-        group, members = self._group_of(channel) or ("", ())
-        return f"Spartan group {group}: {', '.join(members)}"
+        members = self.chat.members(channel[1:]) or ()
+        return f"Spartan group {channel[1:]}: {', '.join(members)}"
 
-    def _topic_reply(self, channel: str) -> None:
-        self._numeric(RPL_NOTOPIC, channel, "No topic is set")
-
-    def irc_TOPIC(self, prefix, params):
-        if not params:
-            return self._numeric(ERR_NEEDMOREPARAMS, "TOPIC", "Not enough parameters")
+    def irc_TOPIC(self, params):
         channel = params[0]
-        found = self._group_of(channel)
-        if found is None:
+        if self._group_of(channel) is None:
             return None
         if channel not in self.channels:
-            return self._numeric(ERR_NOTONCHANNEL, channel, "You're not on that channel")
+            return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
         if len(params) > 1:
             return self._numeric(
-                ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
+                N.ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
             )
-        self._topic_reply(channel)
+        self._numeric(N.RPL_NOTOPIC, channel, "No topic is set")
         return None
 
     def _visible(self, channel: str) -> list[str]:
         """Who is in a channel: members who joined over IRC or are online natively."""
-        f = self.factory
-        members = f.chat.directory.groups[channel[1:]]
+        roster, chat = self.factory.roster, self.chat
         return [
             m
-            for m in members
-            if f.in_channel(channel, m) or (f.chat.is_online(m) and m not in f.irc_users)
+            for m in chat.members(channel[1:]) or ()
+            if roster.in_channel(channel, m) or (chat.is_online(m) and not roster.is_on_irc(m))
         ]
 
     def _names(self, channel: str) -> None:
         names = self._visible(channel)
-        head = len(format_line(self.factory.server_name, RPL_NAMREPLY, self.nick, "=", channel, ""))
+        head = len(self._numeric_line(N.RPL_NAMREPLY, "=", channel, ""))
         line: list[str] = []
         for name in names:
             if line and head + len(" ".join(line + [name])) > MAX_BODY:
-                self._numeric(RPL_NAMREPLY, "=", channel, " ".join(line))
+                self._numeric(N.RPL_NAMREPLY, "=", channel, " ".join(line))
                 line = []
             line.append(name)
         if line:
-            self._numeric(RPL_NAMREPLY, "=", channel, " ".join(line))
-        self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list")
+            self._numeric(N.RPL_NAMREPLY, "=", channel, " ".join(line))
+        self._numeric(N.RPL_ENDOFNAMES, channel, "End of /NAMES list")
 
-    def irc_NAMES(self, prefix, params):
+    def irc_NAMES(self, params):
         if not params or not params[0]:
-            return self._numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
-        directory = self.factory.chat.directory
+            return self._numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         for channel in params[0].split(",")[:MAX_TARGETS]:
-            group = channel[1:]
-            if is_channel(channel) and directory.is_group(group) and self.nick in directory.groups[group]:
+            if self._is_member(channel):
                 self._names(channel)
             else:
-                self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list")
+                self._numeric(N.RPL_ENDOFNAMES, channel, "End of /NAMES list")
         return None
 
-    def irc_LIST(self, prefix, params):
-        directory = self.factory.chat.directory
+    def irc_LIST(self, params):
         wanted = set(params[0].split(",")) if params and params[0] else None
-        self._numeric(RPL_LISTSTART, "Channel", "Users  Name")
-        for group in directory.groups_of(self.nick):
-            channel = wire.GROUP_PREFIX + group
+        self._numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
+        for group, _ in self.session.groups():
+            channel = GROUP_PREFIX + group
             if wanted is None or channel in wanted:
-                self._numeric(RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
-        self._numeric(RPL_LISTEND, "End of /LIST")
+                self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
+        self._numeric(N.RPL_LISTEND, "End of /LIST")
 
-    def irc_MODE(self, prefix, params):
-        if not params:
-            return self._numeric(ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+    def irc_MODE(self, params):
         target = params[0]
         if is_channel(target):
-            found = self._group_of(target)
-            if found is None:
+            if self._group_of(target) is None:
                 return None
             if len(params) == 1:
-                return self._numeric(RPL_CHANNELMODEIS, target, "+nt", trailing=False)
+                return self._numeric(N.RPL_CHANNELMODEIS, target, "+nt", trailing=False)
             if params[1].lstrip("+") == "b":
-                return self._numeric(RPL_ENDOFBANLIST, target, "End of channel ban list")
-            return self._numeric(ERR_CHANOPRIVSNEEDED, target, "Channel modes cannot be changed")
+                return self._numeric(N.RPL_ENDOFBANLIST, target, "End of channel ban list")
+            return self._numeric(N.ERR_CHANOPRIVSNEEDED, target, "Channel modes cannot be changed")
         if target != self.nick:
-            return self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")
+            return self._numeric(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
         if len(params) == 1:
-            return self._numeric(RPL_UMODEIS, "+", trailing=False)
-        return self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+            return self._numeric(N.RPL_UMODEIS, "+", trailing=False)
+        return self._numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
 
-    # -- users -----------------------------------------------------------------------------
+    # -- users --------------------------------------------------------------------------------
 
     def _who_line(self, channel: str, nick: str) -> None:
-        away = self.factory.away_message(nick)
-        flags = "G" if away is not None else "H"
-        realname = self.factory.realname(nick)
+        f = self.factory
+        flags = "G" if f.away_message(nick) is not None else "H"
         self._numeric(
-            RPL_WHOREPLY, channel, self.factory.ident(nick), self.factory.server_name, self.factory.server_name,
-            nick, flags, f"0 {realname}",
-        )
+            N.RPL_WHOREPLY, channel, f.roster.ident(nick), f.server_name, f.server_name,
+            nick, flags, f"0 {f.roster.realname(nick)}",
+        )  # fmt: skip
 
-    def irc_WHO(self, prefix, params):
+    def irc_WHO(self, params):
         mask = params[0] if params and params[0] else "*"
-        directory = self.factory.chat.directory
         if is_channel(mask):
-            group = mask[1:]
-            if directory.is_group(group) and self.nick in directory.groups[group]:
+            if self._is_member(mask):
                 for nick in self._visible(mask):
                     self._who_line(mask, nick)
         else:
             pattern = mask.casefold()
-            for user, online in self.factory.chat.users():
+            for user, online in self.chat.users():
                 if online and fnmatch.fnmatchcase(user.casefold(), pattern):
                     self._who_line("*", user)
-        self._numeric(RPL_ENDOFWHO, mask, "End of WHO list")
+        self._numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
-    def irc_WHOIS(self, prefix, params):
+    def irc_WHOIS(self, params):
         if not params or not params[-1]:
-            return self._numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
+            return self._numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
         f = self.factory
         nick = f.canonical(params[-1].split(",")[0])
-        if not f.chat.directory.is_user(nick):
-            self._numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
-            return self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
-        self._numeric(RPL_WHOISUSER, nick, f.ident(nick), f.server_name, "*", f.realname(nick))
-        self._numeric(RPL_WHOISSERVER, nick, f.server_name, "Spartan chat server")
-        channels = [c for c in f.channels_of(nick) if self.nick in f.chat.directory.groups[c[1:]]]
+        if not self.chat.is_user(nick):
+            self._numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+            return self._numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        self._numeric(N.RPL_WHOISUSER, nick, f.roster.ident(nick), f.server_name, "*", f.roster.realname(nick))
+        self._numeric(N.RPL_WHOISSERVER, nick, f.server_name, "Spartan chat server")
+        channels = [c for c in f.roster.channels_of(nick) if self._is_member(c)]
         if channels:
-            self._numeric(RPL_WHOISCHANNELS, nick, " ".join(channels))
+            self._numeric(N.RPL_WHOISCHANNELS, nick, " ".join(channels))
         away = f.away_message(nick)
         if away is not None:
-            self._numeric(RPL_AWAY, nick, away)
-        self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+            self._numeric(N.RPL_AWAY, nick, away)
+        self._numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
         return None
+
+
+# The command table: handler, minimum parameters (else ERR_NEEDMOREPARAMS), and whether
+# it may come before registration.  A command not here is ERR_UNKNOWNCOMMAND.
+COMMANDS: dict[str, Command] = {
+    "CAP": Command("irc_CAP", 1, True),
+    "PASS": Command("irc_PASS", 1, True),
+    "NICK": Command("irc_NICK", 0, True),
+    "USER": Command("irc_USER", 4, True),
+    "PING": Command("irc_PING", 0, True),
+    "PONG": Command("irc_PONG", 0, True),
+    "QUIT": Command("irc_QUIT", 0, True),
+    "MOTD": Command("irc_MOTD"),
+    "AWAY": Command("irc_AWAY"),
+    "PRIVMSG": Command("irc_PRIVMSG"),
+    "NOTICE": Command("irc_NOTICE"),
+    "JOIN": Command("irc_JOIN", 1),
+    "PART": Command("irc_PART", 1),
+    "TOPIC": Command("irc_TOPIC", 1),
+    "NAMES": Command("irc_NAMES"),
+    "LIST": Command("irc_LIST"),
+    "MODE": Command("irc_MODE", 1),
+    "WHO": Command("irc_WHO"),
+    "WHOIS": Command("irc_WHOIS"),
+}

@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from spartan import wire
+from spartan.core.names import ACTION_PREFIX, GROUP_PREFIX, direct_pair
+from spartan.native import wire
 
 if TYPE_CHECKING:
-    from spartan.chat import Delivery
+    from spartan.core.chat import Delivery
 
 MAX_BODY = 510  # RFC 1459: a line is at most 512 bytes with its CRLF, tags not counted
-ACTION_PREFIX = "/me "
 
 COMMAND = re.compile(r"[A-Za-z]+\Z|[0-9]{3}\Z")  # a command word, or a numeric
 # Formatting codes IRC clients put in text: colours (with their numbers), bold, reset...
@@ -52,6 +52,8 @@ def clean_text(text: str) -> str:
 
     A CTCP ACTION (``/me waves``) is kept as ``/me waves``; other CTCP is dropped whole.
     """
+    if text.isprintable():  # the common text: no CTCP, colours or control characters
+        return text
     if text.startswith("\x01"):
         body = text.strip("\x01")
         if body.upper().startswith("ACTION "):
@@ -104,7 +106,7 @@ def server_time(seconds: float) -> str:
 def dm_target(delivery: Delivery) -> str:
     """The nick a one-to-one message is addressed to on IRC: the participant not sending."""
     m = delivery.message
-    _, first, second = m.conversation.split(":", 2)
+    first, second = direct_pair(m.conversation)
     return second if m.sender == first else first
 
 
@@ -113,5 +115,5 @@ def is_server_name(name: str) -> bool:
 
 
 def is_channel(name: str) -> bool:
-    return name.startswith(wire.GROUP_PREFIX)
+    return name.startswith(GROUP_PREFIX)
 

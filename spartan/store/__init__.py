@@ -1,24 +1,32 @@
 """
 Where messages and seen-positions are kept: one small interface, several stores.
 
-Every method returns a Deferred, so a store may do its I/O off the reactor thread (SQLite)
-or over the network (Redis); the in-memory store answers at once.  A store assigns message
-ids: positive integers, increasing in the order `append` was called.
+Reads return a Deferred, so a store may do its I/O off the reactor thread (SQLite) or over
+the network (Redis); the in-memory store answers at once.  Writing a message has one
+primitive, `append_to`, which reports to a receiver instead of a Deferred: it is the
+server's hot path, and a Deferred with its callbacks per message cost more than the rest of
+a durable store's work.  A store that answers later (a commit, a round trip) reports a
+whole batch inside its ``output_batch``, so every connection writes its replies and
+deliveries once.  A store assigns message ids: positive integers, increasing in the order
+`append_to` was called.
 
-Conversation keys are strings made by `spartan.chat`: ``dm:alice:bob`` (the two users,
+Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
 sorted) or ``group:group1``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 
 # Not frozen: a frozen dataclass's __init__ (object.__setattr__ per field) costs 2.5x this
-# one, once per message (issue 6).  Nothing changes a message; hashable and compared by value.
+# one, once per message.  Nothing changes a message; hashable and compared by value.
 @dataclass(slots=True, unsafe_hash=True)
 class StoredMessage:
     id: int
@@ -36,7 +44,19 @@ class StoreError(Exception):
     """
 
 
+class AppendReceiver(Protocol):
+    """Where a store reports one `append_to`: exactly one of the two, once."""
+
+    def appended(self, message: StoredMessage, is_new: bool) -> None: ...
+
+    def failed(self, reason: BaseException | Failure) -> None:
+        """A `StoreError` when the store could not keep it; anything else is a bug."""
+
+
 class MessageStore(Protocol):
+    output_batch: AbstractContextManager
+    """Opened around the reports of one batch of appends (`spartan.net.batch`)."""
+
     def start(self) -> Deferred[None]:
         """Open the store; fails with StoreError if it cannot be used."""
 
@@ -46,6 +66,22 @@ class MessageStore(Protocol):
     def conversations(self) -> Deferred[set[str]]:
         """Keys of every conversation that holds at least one message."""
 
+    def append_to(
+        self,
+        conversation: str,
+        sender: str,
+        text: str,
+        timestamp: float,
+        client_id: str | None,
+        receiver: AppendReceiver,
+    ) -> None:
+        """Store a message; once it is durable, ``receiver.appended(message, is_new)``
+        (maybe before this returns), or ``receiver.failed(reason)``.
+
+        With a ``client_id`` that ``sender`` already used, nothing is stored and the
+        earlier message comes back with ``is_new`` False.
+        """
+
     def append(
         self,
         conversation: str,
@@ -54,11 +90,7 @@ class MessageStore(Protocol):
         timestamp: float,
         client_id: str | None = None,
     ) -> Deferred[tuple[StoredMessage, bool]]:
-        """Store a message; fire once it is durable with (message, is_new).
-
-        With a ``client_id`` that ``sender`` already used, nothing is stored and the
-        earlier message comes back with ``is_new`` False.
-        """
+        """`append_to`, firing a Deferred with (message, is_new) (`StoreBase` has it)."""
 
     def messages_after(
         self, conversation: str, after_id: int, limit: int
@@ -73,3 +105,63 @@ class MessageStore(Protocol):
 
     def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
         """Move the seen position forward (never back); fire with the new position."""
+
+    def unseen_counts(
+        self, user: str, conversations: Iterable[str]
+    ) -> Deferred[dict[str, tuple[int, int]]]:
+        """For each of ``conversations`` holding messages after ``user``'s seen position
+        that others sent: (how many, the id of the oldest).  Conversations with none are
+        left out.  One question for all of them: a login asks it."""
+
+
+class DeferredReceiver:
+    """An `AppendReceiver` that fires a Deferred with (message, is_new)."""
+
+    __slots__ = ("deferred",)
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[tuple[StoredMessage, bool]] = Deferred()
+
+    def appended(self, message: StoredMessage, is_new: bool) -> None:
+        self.deferred.callback((message, is_new))
+
+    def failed(self, reason: BaseException | Failure) -> None:
+        self.deferred.errback(reason)
+
+
+class StoreBase:
+    """What every store shares: no output batch until the service gives one, and
+    `append` as the Deferred form of `append_to`."""
+
+    output_batch: AbstractContextManager = nullcontext()
+
+    def append(self, conversation, sender, text, timestamp, client_id=None):
+        receiver = DeferredReceiver()
+        self.append_to(conversation, sender, text, timestamp, client_id, receiver)
+        return receiver.deferred
+
+
+class QueuedStore(StoreBase):
+    """What a store that queues its work shares (SQLite's worker, Redis's batches): the
+    work waiting (``_pending``), the batch in flight (``_in_flight``), the next batch's
+    call (``_scheduled``), and waiting until all of it is done (to stop cleanly)."""
+
+    _pending: list
+    _in_flight: int | bool
+    _scheduled: object
+
+    def _until_idle(self) -> Deferred[None]:
+        if self._is_idle():
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _is_idle(self) -> bool:
+        return not self._pending and not self._in_flight and self._scheduled is None
+
+    def _wake_if_idle(self) -> None:
+        if self._is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)

@@ -5,7 +5,7 @@ Theory of operation
 -------------------
 * Keys (all under ``spartan:``):
 
-  - ``next-id``: a counter; ``INCR`` gives every message its id, so ids are unique in the
+  - ``next-id``: a counter; ``INCRBY`` gives every message its id, so ids are unique in the
     cluster and increase in the order Redis ran the appends, whichever node asked.
   - ``c:<conversation>``: one stream per conversation.  A message is the entry
     ``<id>-0`` with the fields ``t`` (timestamp), ``s`` (sender), ``x`` (text) and ``c``
@@ -17,9 +17,18 @@ Theory of operation
     produced (expires after `CLIENT_ID_TTL`; a client resends within minutes, not weeks).
   - ``seen:<user>``: a hash, conversation key -> seen position.
 
-* ``append`` is one Lua script: dedupe check, ``INCR``, ``XADD``, ``SADD``, ``SET`` run
-  atomically, so an id cannot be assigned without its message being stored or a client id
-  be recorded without its message.  A client id whose message retention already dropped is
+* **Group commit.**  `append_to` only queues a message; a call of ``_run`` scheduled with
+  ``callLater(0)`` sends everything queued in that reactor turn as one script call
+  (`_APPEND_BATCH`: dedupe checks, one ``INCRBY`` for the batch's ids, ``XADD ... MAXLEN``,
+  ``SADD``, ``SET`` of the client ids), so a turn's messages cost one round trip.  While a
+  batch is in flight the next one queues up, and is sent as soon as the answer comes back,
+  before that answer's receivers are called: under load batches grow instead of round
+  trips.  The script runs alone and checks everything before its first write, so a batch
+  is stored whole or not at all; its receivers all get ``appended`` or all get ``failed``.
+  They are called inside ``output_batch`` (the server's output batching), followed by what
+  was handed to `call_after_results` meanwhile (the cluster's one publish per batch).
+  Reads and ``mark_seen`` made while appends are queued queue behind them, so a read sees
+  every append made before it.  A client id whose message retention already dropped is
   treated as new (as `MemoryStore` does).  ``mark_seen`` is a script too (never moves back).
 * Durability is Redis's: the reply to ``append`` comes after Redis ran the script, and is
   on disk only with ``appendonly yes`` and ``appendfsync always`` (docs/cluster.md).
@@ -35,52 +44,105 @@ Theory of operation
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from spartan.store import StoredMessage, StoreError
+from spartan.store import QueuedStore, StoredMessage, StoreError
 
 PREFIX = "spartan:"
 CLIENT_ID_TTL = 7 * 24 * 3600
 DEFAULT_RETENTION = 10_000  # messages kept per conversation (the most one OPEN returns)
 RECONNECT_MAX_DELAY = 2.0
+UNSEEN_SCAN_LIMIT = 10_000  # messages read per conversation to count what is unseen
+# Messages per script call at most: a longer script would hold Redis (and every other node)
+# for longer at once; a larger batch is cut into several calls, pipelined.
+_MAX_BATCH = 1000
+_CALL = object()  # marks a read or seen-position update queued behind appends
 
-_APPEND = """
-local stream, dedupe = KEYS[2], KEYS[4]
-if dedupe then
-  local earlier = redis.call('GET', dedupe)
-  if earlier then
-    local at = string.find(earlier, ' ', 1, true)
-    local key, sid = string.sub(earlier, 1, at - 1), string.sub(earlier, at + 1)
-    local found = redis.call('XRANGE', key, sid, sid)
-    if #found > 0 then
-      return {0, sid, key, found[1][2]}
+# One batch of appends, atomically (a script runs alone, and its writes reach the AOF and the
+# replicas as one transaction).  KEYS: the id counter, the set of conversations.  ARGV: the
+# key prefix, the retention (0: none), the client-id lifetime, then the batch as JSON:
+# ``[[conversation, sender, text, timestamp, client id or ""], ...]`` (one argument for the
+# whole batch: building a RESP argument costs the node more than the JSON does).  Every
+# check comes before the first write, and no write can fail, so a batch is stored whole or
+# not at all.  Reply: ``{first id, duplicate...}``: the new messages got consecutive ids
+# from ``first id`` in batch order; a duplicate is ``{i, j}`` (message i repeats message j
+# of this batch) or ``{i, entry id, stream, fields}`` (it repeats a stored message).
+_APPEND_BATCH = """
+local prefix, maxlen, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local batch = cjson.decode(ARGV[4])
+local reply, fresh, claimed, checked = {0}, {}, {}, {}
+for i, m in ipairs(batch) do
+  if not checked[m[1]] then  -- an XADD must not fail half-way through the batch
+    checked[m[1]] = true
+    local kind = redis.call('TYPE', prefix .. 'c:' .. m[1])['ok']
+    if kind ~= 'stream' and kind ~= 'none' then
+      return redis.error_reply('WRONGTYPE ' .. prefix .. 'c:' .. m[1] .. ' is not a stream')
     end
   end
+  local duplicate = false
+  if m[5] ~= '' then
+    local key = prefix .. 'cid:' .. m[2] .. ':' .. m[5]
+    local first = claimed[key]
+    if first then
+      reply[#reply + 1] = {i, first}
+      duplicate = true
+    else
+      local earlier = redis.call('GET', key)
+      if earlier then
+        local at = string.find(earlier, ' ', 1, true)
+        local stream, sid = string.sub(earlier, 1, at - 1), string.sub(earlier, at + 1)
+        local found = redis.call('XRANGE', stream, sid, sid)
+        if #found > 0 then
+          reply[#reply + 1] = {i, sid, stream, found[1][2]}
+          duplicate = true
+        end
+      end
+      if not duplicate then
+        claimed[key] = i
+        m[6] = key
+      end
+    end
+  end
+  if not duplicate then
+    fresh[#fresh + 1] = m
+  end
 end
-local id = redis.call('INCR', KEYS[1])
-local sid = id .. '-0'
-local fields = {'t', ARGV[1], 's', ARGV[2], 'x', ARGV[3]}
-if dedupe then
-  fields[7] = 'c'
-  fields[8] = ARGV[4]
+if #fresh == 0 then
+  return reply
 end
-local maxlen = tonumber(ARGV[5])
-if maxlen > 0 then
-  redis.call('XADD', stream, 'MAXLEN', maxlen, sid, unpack(fields))
-else
-  redis.call('XADD', stream, sid, unpack(fields))
+local id = redis.call('INCRBY', KEYS[1], #fresh) - #fresh
+reply[1] = id + 1
+local known = {}
+for _, m in ipairs(fresh) do
+  id = id + 1
+  local stream, sid = prefix .. 'c:' .. m[1], id .. '-0'
+  local fields = {'t', m[4], 's', m[2], 'x', m[3]}
+  if m[6] then
+    fields[7] = 'c'
+    fields[8] = m[5]
+  end
+  if maxlen > 0 then
+    redis.call('XADD', stream, 'MAXLEN', maxlen, sid, unpack(fields))
+  else
+    redis.call('XADD', stream, sid, unpack(fields))
+  end
+  if not known[m[1]] then
+    known[m[1]] = true
+    redis.call('SADD', KEYS[2], m[1])
+  end
+  if m[6] then
+    redis.call('SET', m[6], stream .. ' ' .. sid, 'EX', ttl)
+  end
 end
-redis.call('SADD', KEYS[3], ARGV[6])
-if dedupe then
-  redis.call('SET', dedupe, stream .. ' ' .. sid, 'EX', ARGV[7])
-end
-return {1, sid}
+return reply
 """
 
 _MARK_SEEN = """
@@ -144,7 +206,7 @@ def _message(sid: str, fields: list, conversation: str) -> StoredMessage:
     )
 
 
-class RedisStore:
+class RedisStore(QueuedStore):
     log = Logger(namespace="spartan")
 
     def __init__(
@@ -167,6 +229,14 @@ class RedisStore:
         self._stopping = False
         self._health: task.LoopingCall | None = None
         self._availability_watchers: list[Callable[[bool], None]] = []
+        # Group commit (see the module's theory of operation).
+        self._pending: list = []
+        self._scheduled = None  # the call of _run, while one is scheduled
+        self._in_flight = 0  # script calls sent, not answered
+        self._answering: list[Callable[[], None]] | None = None  # call_after_results
+        self._idle_waiters: list[Deferred[None]] = []
+        self.batches = 0  # script calls sent (the tests count round trips with it)
+        self.appended = 0  # messages in them
 
     # -- connection ----------------------------------------------------------------------
 
@@ -199,14 +269,23 @@ class RedisStore:
         self._health.clock = self.clock
         self._health.start(self.health_interval, now=False)
 
-    def stop(self) -> Deferred[None]:
-        self._stopping = True  # commands cut short by the disconnection are no outage
+    @inlineCallbacks
+    def stop(self):
+        """Answer every queued append, then disconnect."""
         if self._health is not None and self._health.running:
             self._health.stop()
+        if self.connected:
+            yield self._until_idle()
+        if self.batches:
+            self.log.info(
+                "Redis store: {messages} messages appended in {batches} script calls",
+                messages=self.appended,
+                batches=self.batches,
+            )
+        self._stopping = True  # commands cut short by the disconnection are no outage
         redis, self._redis = self._redis, None
-        if redis is None:
-            return succeed(None)
-        return redis.disconnect().addCallback(lambda _: None)
+        if redis is not None:
+            yield redis.disconnect()
 
     @property
     def connected(self) -> bool:
@@ -249,7 +328,10 @@ class RedisStore:
             raise_now: Deferred = Deferred()
             raise_now.errback(StoreError(f"Redis unreachable at {self.address}"))
             return raise_now
-        d = getattr(self._redis, method)(*args)
+        try:
+            d = getattr(self._redis, method)(*args)
+        except Exception as error:  # txredisapi refused the arguments (it cannot encode them)
+            return fail(StoreError(f"Redis: {error}"))
         d.addTimeout(self.timeout, self.clock)
 
         def failed(failure):
@@ -265,35 +347,105 @@ class RedisStore:
     # -- the MessageStore interface ------------------------------------------------------
 
     def conversations(self) -> Deferred[set[str]]:
-        return self.execute("smembers", PREFIX + "conversations").addCallback(set)
+        return self._ordered("smembers", PREFIX + "conversations").addCallback(set)
 
-    def append(self, conversation, sender, text, timestamp, client_id=None):
-        keys = [PREFIX + "next-id", _conversation_key(conversation), PREFIX + "conversations"]
-        if client_id is not None:
-            keys.append(f"{PREFIX}cid:{sender}:{client_id}")
-        args = [repr(timestamp), sender, text, client_id or "", self._max, conversation, CLIENT_ID_TTL]
+    def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
+        """Queue a message for the next batch; once Redis ran the batch's script,
+        ``receiver.appended(message, is_new)`` or ``receiver.failed(reason)``."""
+        self._pending.append((conversation, sender, text, timestamp, client_id, receiver))
+        if self._scheduled is None and not self._in_flight:
+            self._scheduled = self.clock.callLater(0, self._run)
 
-        def stored(reply):
-            if int(reply[0]) == 1:
-                sid = reply[1]
-                message = StoredMessage(
-                    int(sid.split("-", 1)[0]), timestamp, conversation, sender, text, client_id
-                )
-                return message, True
-            _, sid, key, fields = reply
-            return _message(sid, fields, key[len(PREFIX) + 2 :]), False
+    def call_after_results(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the receivers of the batch now being answered have all
+        been called (or in the next reactor turn when no batch is being answered): how the
+        cluster publishes a batch's messages once."""
+        if self._answering is not None:
+            self._answering.append(callback)
+        else:
+            self.clock.callLater(0, callback)
 
-        return self.execute("eval", _APPEND, keys, args).addCallback(stored)
+    def _ordered(self, method: str, *args) -> Deferred:
+        """``execute`` after the appends already queued, so that a read sees every append
+        made before it (they would otherwise overtake the queue on the connection)."""
+        if not self._pending:
+            return self.execute(method, *args)
+        d: Deferred = Deferred()
+        self._pending.append((_CALL, method, args, d))
+        return d
+
+    # -- group commit -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Send everything queued: each run of appends as one script call (at most
+        `_MAX_BATCH` messages each), each read in its place; all in one write."""
+        self._scheduled = None
+        operations, self._pending = self._pending, []
+        batch: list = []
+        for operation in operations:
+            if operation[0] is _CALL:
+                self._send(batch)
+                batch = []
+                _, method, args, d = operation
+                self.execute(method, *args).chainDeferred(d)
+            else:
+                batch.append(operation)
+                if len(batch) == _MAX_BATCH:
+                    self._send(batch)
+                    batch = []
+        self._send(batch)
+
+    def _send(self, batch: list) -> None:
+        if not batch:
+            return
+        self.batches += 1
+        self.appended += len(batch)
+        self._in_flight += 1
+        payload = json.dumps(
+            [[m[0], m[1], m[2], repr(m[3]), m[4] or ""] for m in batch],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        keys = [PREFIX + "next-id", PREFIX + "conversations"]
+        args = [PREFIX, self._max, CLIENT_ID_TTL, payload]
+        d = self.execute("eval", _APPEND_BATCH, keys, args)
+        d.addBoth(self._answer, batch)
+
+    def _answer(self, reply, batch: list) -> None:
+        self._in_flight -= 1
+        if self._pending and not self._in_flight and self._scheduled is None:
+            # Send what queued up meanwhile first: Redis works on it while this thread
+            # answers the batch that just came back.
+            self._run()
+        outcomes = _outcomes(reply, batch)
+        self._answering = after = []
+        try:
+            with self.output_batch:
+                for operation, outcome in zip(batch, outcomes):
+                    receiver = operation[5]
+                    try:  # one receiver's bug must not stop the others
+                        if type(outcome) is tuple:
+                            receiver.appended(*outcome)
+                        else:
+                            receiver.failed(outcome)
+                    except Exception:
+                        self.log.failure("message store: a receiver of a stored message failed")
+                for callback in after:
+                    callback()
+        finally:
+            self._answering = None
+        self._wake_if_idle()
+
 
     def messages_after(self, conversation, after_id, limit):
-        d = self.execute(
+        d = self._ordered(
             "execute_command", "XRANGE", _conversation_key(conversation), f"{after_id + 1}-0", "+",
             "COUNT", limit,
         )  # fmt: skip
         return d.addCallback(lambda entries: [_message(s, f, conversation) for s, f in entries])
 
     def recent(self, conversation, limit):
-        d = self.execute(
+        d = self._ordered(
             "execute_command", "XREVRANGE", _conversation_key(conversation), "+", "-",
             "COUNT", limit,
         )  # fmt: skip
@@ -302,16 +454,60 @@ class RedisStore:
         )
 
     def seen(self, user, conversation):
-        d = self.execute("hget", f"{PREFIX}seen:{user}", conversation)
+        d = self._ordered("hget", f"{PREFIX}seen:{user}", conversation)
         return d.addCallback(lambda position: int(position or 0))
 
+    @inlineCallbacks
+    def unseen_counts(self, user, conversations):
+        positions = yield self._ordered("hgetall", f"{PREFIX}seen:{user}")
+        counts = {}
+        for conversation in conversations:
+            after = int(positions.get(conversation, 0))
+            messages = yield self.messages_after(conversation, after, UNSEEN_SCAN_LIMIT)
+            unseen = [m.id for m in messages if m.sender != user]
+            if unseen:
+                counts[conversation] = (len(unseen), unseen[0])
+        return counts
+
     def mark_seen(self, user, conversation, upto):
-        d = self.execute("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])
+        d = self._ordered("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])
         return d.addCallback(int)
 
 
+def _outcomes(reply, batch: list) -> list:
+    """What each message of a batch became: ``(message, is_new)``, or the exception to fail
+    it with (every message of a batch shares the outcome of its script)."""
+    if isinstance(reply, Failure):
+        error = reply.value
+        if not isinstance(error, StoreError):
+            error = StoreError(f"Redis: {reply.getErrorMessage()}")
+        return [error] * len(batch)
+    try:
+        next_id = int(reply[0])
+        outcomes: list = [None] * len(batch)
+        for duplicate in reply[1:]:
+            index = int(duplicate[0]) - 1
+            if len(duplicate) == 2:
+                outcomes[index] = int(duplicate[1]) - 1  # resolved below, once it has an id
+            else:
+                _, sid, key, fields = duplicate
+                outcomes[index] = (_message(sid, fields, key[len(PREFIX) + 2 :]), False)
+        for index, (conversation, sender, text, timestamp, client_id, _) in enumerate(batch):
+            outcome = outcomes[index]
+            if outcome is None:
+                message = StoredMessage(next_id, timestamp, conversation, sender, text, client_id)
+                outcomes[index] = (message, True)
+                next_id += 1
+            elif type(outcome) is int:
+                outcomes[index] = (outcomes[outcome][0], False)
+        return outcomes
+    except (TypeError, ValueError, IndexError, KeyError) as error:  # not the script's reply
+        return [StoreError(f"Redis: unexpected reply to an append ({error})")] * len(batch)
+
+
 def _is_reply_error(error: Exception) -> bool:
-    """An error Redis answered (a bug, a full disk), as opposed to no answer at all."""
+    """An error Redis answered (a bug, a full disk) or a command txredisapi would not send
+    (text it cannot encode), as opposed to no answer at all."""
     import txredisapi
 
-    return isinstance(error, txredisapi.ResponseError)
+    return isinstance(error, (txredisapi.ResponseError, txredisapi.InvalidData))

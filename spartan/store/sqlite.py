@@ -21,7 +21,7 @@ Theory of operation
   consecutive writes is one transaction; a read between two writes comes after the
   commit of the writes before it, so a read sees exactly the calls made before it, like
   `MemoryStore`.  Deferreds fire only after the commit returned, in call order, inside
-  ``result_batch`` (the server's output batching): an ``OK SENT`` means the row is
+  ``output_batch`` (the server's output batching): an ``OK SENT`` means the row is
   committed.
 * **Durability.**  WAL, with ``synchronous=FULL`` by default (``--sync full``: each commit
   fsyncs the WAL, so an ``OK SENT`` survives power loss) or ``NORMAL`` (``--sync normal``:
@@ -54,14 +54,14 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from spartan.store import StoredMessage, StoreError
+from spartan.store import QueuedStore, StoredMessage, StoreError
 from spartan.store import schema
 
 _PRUNE_BATCH = 2000  # rows deleted per retention transaction
@@ -77,6 +77,8 @@ _BY_CLIENT_ID = f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND client_id
 _MARK_SEEN = """INSERT INTO seen (user, conversation, upto) VALUES (?, ?, ?)
                 ON CONFLICT (user, conversation) DO UPDATE SET upto = MAX(upto, excluded.upto)"""
 _SEEN = "SELECT upto FROM seen WHERE user = ? AND conversation = ?"
+_UNSEEN = """SELECT COUNT(*), MIN(id) FROM messages WHERE conversation = ? AND id > COALESCE(
+    (SELECT upto FROM seen WHERE conversation = ? AND user = ?), 0) AND sender != ?"""
 _AFTER = f"""SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND id > ?
              ORDER BY id LIMIT ?"""
 _RECENT = f"""SELECT * FROM (SELECT {_COLUMNS} FROM messages WHERE conversation = ?
@@ -99,21 +101,6 @@ class _Failed:
         self.reason = reason
 
 
-class _ToDeferred:
-    """The receiver `append` gives `append_to`: fires its Deferred."""
-
-    __slots__ = ("d",)
-
-    def __init__(self, d: Deferred) -> None:
-        self.d = d
-
-    def appended(self, message: StoredMessage, is_new: bool) -> None:
-        self.d.callback((message, is_new))
-
-    def failed(self, reason: BaseException | Failure) -> None:
-        self.d.errback(reason)
-
-
 def _message(row: tuple) -> StoredMessage:
     return StoredMessage(*row)
 
@@ -130,7 +117,7 @@ def _insert_rows(count: int) -> str:
     return f"INSERT INTO messages ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
-class SQLiteStore:
+class SQLiteStore(QueuedStore):
     log = Logger(namespace="spartan")
 
     def __init__(
@@ -173,10 +160,6 @@ class SQLiteStore:
         self._pruning = False
         self._last_logged = float("-inf")
         self._suppressed = 0
-        # Called before a job's Deferreds fire; what it returns is close()d after they all
-        # fired.  The server sets it to its factory's ``batch``, so that the replies and
-        # deliveries of a whole commit go out in one write per connection.
-        self.result_batch: Callable[[], Any] | None = None
         # Statistics, for tests and the benchmark.
         self.jobs = 0  # worker jobs run
         self.transactions = 0  # batches of writes committed
@@ -257,24 +240,10 @@ class SQLiteStore:
             self._conn.close()  # checkpoints the WAL into the database file
             self._conn = None
 
-    def _until_idle(self) -> Deferred[None]:
-        if not self._pending and not self._in_flight and self._scheduled is None:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
 
     # -- the interface ----------------------------------------------------------------------
 
-    def append(self, conversation, sender, text, timestamp, client_id=None):
-        d: Deferred = Deferred()
-        self.append_to(conversation, sender, text, timestamp, client_id, _ToDeferred(d))
-        return d
-
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
-        """`append` without a Deferred: once committed, ``receiver.appended(message,
-        is_new)`` or ``receiver.failed(reason)`` (`spartan.chat.Session.post`; issue 6:
-        a Deferred and its callbacks per SEND cost more than the rest of the store)."""
         if self._state != "open":
             receiver.failed(StoreError("the message store is not open"))
             return
@@ -304,6 +273,9 @@ class SQLiteStore:
     def conversations(self):
         return self._call(self._conversations)
 
+    def unseen_counts(self, user, conversations):
+        return self._call(self._unseen_counts, user, list(conversations))
+
     def prune(self, now: float | None = None) -> Deferred[int]:
         """Apply the retention limits now, in small transactions; fire with rows deleted."""
         return self._prune(self._reactor.seconds() if now is None else now)
@@ -326,6 +298,15 @@ class SQLiteStore:
         if limit <= 0:
             return []
         return [_message(row) for row in conn.execute(_RECENT, (conversation, limit))]
+
+    @staticmethod
+    def _unseen_counts(conn, user, conversations):
+        counts = {}
+        for conversation in conversations:  # each an index range scan from the seen position
+            count, oldest = conn.execute(_UNSEEN, (conversation, conversation, user, user)).fetchone()
+            if count:
+                counts[conversation] = (count, oldest)
+        return counts
 
     @staticmethod
     def _conversations(conn):
@@ -365,8 +346,7 @@ class SQLiteStore:
             self._run()
         if isinstance(outcomes, Failure):  # a bug in _execute: fail everything it had
             outcomes = [_Failed(outcomes)] * len(operations)
-        batch = self.result_batch() if self.result_batch is not None else None
-        try:
+        with self.output_batch:
             for (kind, payload, d), outcome in zip(operations, outcomes):
                 if kind != _APPEND:
                     if type(outcome) is _Failed:
@@ -383,13 +363,7 @@ class SQLiteStore:
                         d.appended(*outcome)
                 except Exception:
                     self.log.failure("message store: a receiver of a stored message failed")
-        finally:
-            if batch is not None:
-                batch.close()
-        if not self._pending and not self._in_flight and self._scheduled is None:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        self._wake_if_idle()
 
     def _execute(self, operations: list) -> list:  # worker thread
         """Run a job: each operation's outcome, in order (see `_STORED`, `_Failed`)."""

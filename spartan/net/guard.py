@@ -1,5 +1,5 @@
 """
-Applies `spartan.limits` to one connection: the Twisted side of flood control and timeouts.
+Applies `spartan.net.limits` to one connection: the Twisted side of flood control and timeouts.
 
 The protocol calls `Guard.start` when connected, `Guard.admit` for every line before it is
 handled, and `Guard.stop` when the connection is lost.  The guard speaks to the protocol
@@ -24,7 +24,7 @@ from __future__ import annotations
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from spartan.limits import LineRate, ServerLimits, Verdict
+from spartan.net.limits import LineRate, ServerLimits, Verdict
 
 
 class IGuarded(Interface):

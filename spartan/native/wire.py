@@ -25,39 +25,18 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from spartan.core import names
+from spartan.core.names import is_name, is_target
+
 CRLF = b"\r\n"
 PROTOCOL_VERSION = "1"
 
-# Names of users and groups: short, no spaces, no '#', '=' or ',' (those separate fields).
-NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}\Z")
+GROUP_PREFIX = names.GROUP_PREFIX  # clients name groups as the core does
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
 TOKEN = re.compile(r"[\x21-\x7e]{1,64}\Z")
 # C0 and C1 control characters and DEL; TAB is allowed inside message text.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 TELNET_IAC = b"\xff"
-
-GROUP_PREFIX = "#"
-
-
-def is_name(text: str) -> bool:
-    return NAME.match(text) is not None
-
-
-def is_target(text: str) -> bool:
-    """A conversation as a user names it: ``bob`` (a user) or ``#group1`` (a group)."""
-    if text in _targets_seen:  # a set lookup instead of a regex per SEND (issue 6)
-        return True
-    if not is_name(text[1:] if text.startswith(GROUP_PREFIX) else text):
-        return False
-    if len(_targets_seen) >= _TARGETS_SEEN_MAX:
-        _targets_seen.clear()
-    _targets_seen.add(text)
-    return True
-
-
-# Strings that is_target accepted, so that a SEND to the same target skips the regex.
-_targets_seen: set[str] = set()
-_TARGETS_SEEN_MAX = 10_000
 
 
 # -- commands (client -> server) -----------------------------------------------------------
@@ -85,12 +64,17 @@ class Groups:
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, 2.5x the cost
-# of this one, once per SEND (issue 6).  Still hashable, compared and matched by value.
+# of this one, once per SEND.  Still hashable, compared and matched by value.
 @dataclass(slots=True, unsafe_hash=True)
 class Send:
     target: str
     text: str
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +109,7 @@ class Quit:
     pass
 
 
-Command = Help | Login | Users | Groups | Send | Open | Ack | History | Ping | Pong | Quit
+Command = Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +129,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "LOGIN": ("LOGIN <user> [<password>]", "log in as a user"),
     "USERS": ("USERS", "list the users and who is online"),
     "GROUPS": ("GROUPS", "list my groups and their members"),
+    "UNREAD": ("UNREAD", "the conversations with messages I have not seen, and how many"),
     "SEND": (
         "SEND [id=<client-id>] <user|#group> <text>",
         "send a message; a resend with the same id is stored once",
@@ -240,6 +225,7 @@ _PARSERS = {
     "LOGIN": _parse_login,
     "USERS": _no_args("USERS", Users),
     "GROUPS": _no_args("GROUPS", Groups),
+    "UNREAD": _no_args("UNREAD", Unread),
     "SEND": _parse_send,
     "OPEN": _parse_target("OPEN", Open),
     "ACK": _parse_ack,
@@ -263,7 +249,7 @@ def decode_line(line: bytes) -> str | WireError:
     except UnicodeDecodeError:
         return WireError("bad-encoding", "Lines must be valid UTF-8.")
     # isprintable() (C, one pass) is False for every control character: the regex only
-    # for the rare line that has a TAB or another non-printable character (issue 6).
+    # for the rare line that has a TAB or another non-printable character.
     if not text.isprintable() and CONTROL.search(text):
         return WireError("control-character", "Lines must not contain control characters.")
     return text
@@ -272,13 +258,18 @@ def decode_line(line: bytes) -> str | WireError:
 def parse_command(line: bytes) -> Command | WireError:
     """Parse one line from a client.  Never raises."""
     if line.startswith(b"SEND ") and not line.endswith(b"\r") and TELNET_IAC not in line:
-        # The common line, in fewer steps (issue 6); the same result as the general path.
+        # The common line, in fewer steps; the same result as the general path.
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             text = ""
         if text and text.isprintable():
             return _parse_send(text[5:].strip(" "))
+    return parse_command_general(line)
+
+
+def parse_command_general(line: bytes) -> Command | WireError:
+    """`parse_command` without its SEND fast path: what the fast path must equal."""
     text = decode_line(line)
     if isinstance(text, WireError):
         return text
@@ -328,30 +319,39 @@ def format_push(*fields: str) -> bytes:
     return ("* " + " ".join(fields)).encode("utf-8") + CRLF
 
 
-# The last whole second formatted, and its text: strftime(gmtime()) was the largest single
-# cost per message (issue 6) and its result changes once a second.  And the last timestamp
-# formatted: a message's time is formatted twice in a row (OK SENT, then * MSG).  Tuples,
-# replaced whole, so a reader never sees a value paired with another value's text.
-_last_second: tuple[int, str] = (-1, "")
-_last_stamp: tuple[float, str] = (-1.0, "")
-# ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp (issue 6).
-_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+class TimestampFormatter:
+    """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``, cheaply.
 
+    It remembers the last whole second it formatted (strftime(gmtime()) was the largest
+    single cost per message, and its result changes once a second) and the last
+    timestamp (a message's time is formatted twice in a row: ``OK SENT``, then ``* MSG``).
+    Each is a tuple replaced whole, so a value is never paired with another's text.
+    """
 
-def format_timestamp(seconds: float) -> str:
-    """UTC, millisecond precision: ``2026-11-24T11:36:17.123Z``."""
-    global _last_second, _last_stamp
-    last_value, stamp = _last_stamp
-    if seconds == last_value:
+    __slots__ = ("_second", "_stamp")
+
+    # ".000Z" to ".999Z": an f-string's "{ms:03d}" cost half of a timestamp.
+    _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+        self._stamp: tuple[float, str] = (-1.0, "")
+
+    def __call__(self, seconds: float) -> str:
+        last_value, stamp = self._stamp
+        if seconds == last_value:
+            return stamp
+        whole, ms = divmod(round(seconds * 1000), 1000)
+        cached_whole, text = self._second
+        if whole != cached_whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, text)
+        stamp = text + self._MILLIS[ms]
+        self._stamp = (seconds, stamp)
         return stamp
-    whole, ms = divmod(round(seconds * 1000), 1000)
-    cached_whole, text = _last_second
-    if whole != cached_whole:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _last_second = (whole, text)
-    stamp = text + _MILLIS[ms]
-    _last_stamp = (seconds, stamp)
-    return stamp
+
+
+format_timestamp = TimestampFormatter()
 
 
 def parse_timestamp(text: str) -> float | None:

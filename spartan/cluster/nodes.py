@@ -6,11 +6,14 @@ Theory of operation
 * Messages are stored in Redis by `spartan.store.redis.RedisStore`, so any node can serve
   any user.  This module only carries what is *live*: new messages, and who is online.
 * Delivery.  Once the store has a message, the node that took it delivers it to its own
-  sessions at once (skipping the sending session, as a single node does) and ``PUBLISH``es
-  it once on the message channel.  Every node subscribes to that channel and delivers what
-  other nodes published to its own sessions; it ignores its own publications, which it has
-  already delivered.  So a message costs one ``PUBLISH`` however many recipients it has,
-  and nothing needs to remember which session sent it.
+  sessions at once (skipping the sending session, as a single node does) and gathers it;
+  when the store has answered the whole batch (`RedisStore.call_after_results`), the
+  gathered messages go out in one ``PUBLISH`` on the message channel
+  (`spartan.cluster.batches`).  Every node subscribes to that channel, decodes a batch once
+  and delivers it to its own sessions, inside one output batch; it ignores its own
+  publications, which it has already delivered.  So a batch of messages costs one
+  ``PUBLISH`` however many messages and recipients it has, and nothing needs to remember
+  which session sent a message.
   A node whose subscription is down misses live messages; they stay unseen in Redis and
   its users get them with ``OPEN``, exactly as after a disconnection.
 * Presence.  One sorted set holds ``"<user> <node>"`` members scored by the Redis time at
@@ -33,7 +36,8 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from spartan.chat import Chat, Conversation, group_key
+from spartan.cluster.batches import batch_prefix, decode_batch, encode_batch
+from spartan.core.chat import Chat, Conversation
 from spartan.store import StoredMessage, StoreError
 from spartan.store.redis import PREFIX, RedisStore
 
@@ -51,20 +55,8 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 
-def conversation_from_key(chat: Chat, key: str) -> Conversation | None:
-    """Rebuild a conversation from its store key (``dm:alice:bob``, ``group:group1``)."""
-    kind, _, rest = key.partition(":")
-    if kind == "group" and chat.directory.is_group(rest):
-        return Conversation(group_key(rest), rest, True, chat.directory.groups[rest])
-    if kind == "dm":
-        first, _, second = rest.partition(":")
-        if chat.directory.is_user(first) and chat.directory.is_user(second):
-            return Conversation(key, second, False, (first, second))
-    return None
-
-
 class RedisCluster:
-    """`spartan.chat.Peers` over Redis pub/sub and a presence sorted set."""
+    """`spartan.core.chat.Peers` over Redis pub/sub and a presence sorted set."""
 
     log = Logger(namespace="spartan")
 
@@ -90,6 +82,8 @@ class RedisCluster:
         self._subscriber = None
         self._subscribed = False
         self._heartbeat: task.LoopingCall | None = None
+        self._outgoing: list[StoredMessage] = []  # stored in this batch, to publish
+        self._own_batches = batch_prefix(node)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -126,43 +120,49 @@ class RedisCluster:
     # -- delivery -----------------------------------------------------------------------------
 
     def publish(self, message: StoredMessage, conversation: Conversation, origin) -> None:
+        """Deliver to this node's sessions now; tell the others once per store batch."""
         self.chat._deliver(message, conversation, origin)
-        payload = json.dumps(
-            {
-                "n": self.node,
-                "i": message.id,
-                "t": message.timestamp,
-                "k": message.conversation,
-                "s": message.sender,
-                "x": message.text,
-            },
-            ensure_ascii=False,
-        )
-        d = self.store.execute("publish", self.message_channel, payload)
-        d.addErrback(self._publish_failed, message)
+        if not self._outgoing:
+            self.store.call_after_results(self._publish_batch)
+        self._outgoing.append(message)
 
-    def _publish_failed(self, failure, message: StoredMessage) -> None:
+    def _publish_batch(self) -> None:
+        messages, self._outgoing = self._outgoing, []
+        d = self.store.execute("publish", self.message_channel, encode_batch(self.node, messages))
+        d.addErrback(self._publish_failed, messages)
+
+    def _publish_failed(self, failure, messages: list[StoredMessage]) -> None:
         failure.trap(StoreError)
         self.log.warn(
-            "Message {id} is stored but other nodes were not told: {why}",
-            id=message.id,
+            "Messages {first} to {last} are stored but other nodes were not told: {why}",
+            first=messages[0].id,
+            last=messages[-1].id,
             why=failure.value,
         )
 
     def _message_received(self, data: str) -> None:
-        try:
-            fields = json.loads(data)
-            if fields["n"] == self.node:
-                return
-            message = StoredMessage(fields["i"], fields["t"], fields["k"], fields["s"], fields["x"])
-        except (ValueError, KeyError, TypeError):
+        if type(data) is str and data.startswith(self._own_batches):
+            return  # delivered here when it was stored
+        batch = decode_batch(data)
+        if batch is None:
             self.log.warn("Ignoring a malformed cluster message: {data!r}", data=data[:200])
             return
-        conversation = conversation_from_key(self.chat, message.conversation)
-        if conversation is None:
-            self.log.warn("A message for an unknown conversation {key}", key=message.conversation)
-            return
-        self.chat.deliver_local(message, conversation)
+        node, messages = batch
+        if node == self.node:
+            return  # delivered here when it was stored
+        conversations: dict[str, Conversation | None] = {}
+        # One output batch: a whole batch's deliveries go out in one write per connection.
+        with self.store.output_batch:
+            for message in messages:
+                key = message.conversation
+                if key in conversations:
+                    conversation = conversations[key]
+                else:
+                    conversation = conversations[key] = self.chat.conversation_for_key(key)
+                    if conversation is None:
+                        self.log.warn("A message for an unknown conversation {key}", key=key)
+                if conversation is not None:
+                    self.chat.deliver_local(message, conversation)
 
     # -- presence -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ Who may log in: checks a user's credentials before the chat core opens a session
   constant time.  ``LOGIN <user>`` without a password is answered ``password-required``
   for each of them alike.
 * After a few failures from one address, every further attempt from it waits, twice as
-  long after each failure (`spartan.limits.FailureBackoff`).
+  long after each failure (`spartan.net.limits.FailureBackoff`).
 * The slow hash runs in the reactor's thread pool, never on the reactor thread.
 * Passwords and hashes are never logged, nor put in an error.
 """
@@ -27,9 +27,9 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from spartan.directory import Directory, check_password_hashes
-from spartan.errors import ChatError
-from spartan.limits import BackoffConfig, FailureBackoff
+from spartan.core.directory import Directory, check_password_hashes
+from spartan.core.errors import ChatError
+from spartan.net.limits import BackoffConfig, FailureBackoff
 from spartan.passwd import dummy_hash, verify_password
 
 

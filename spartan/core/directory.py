@@ -20,8 +20,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 
+from spartan.core.names import is_name
 from spartan.passwd import BadHash, parse_hash
-from spartan.wire import is_name
 
 
 class ConfigError(Exception):

@@ -5,7 +5,9 @@ What a connection wrote while its peer was not reading: the limit on a slow read
 producer when its buffer fills (the peer stopped reading) and when it drains.  A `Backlog`
 is that producer for one connection: it counts the bytes written while paused, and says
 when they pass the limit, so the protocol can close the connection instead of letting the
-server's memory grow.  Undelivered messages stay unacknowledged in the store.
+server's memory grow.  Undelivered messages stay unacknowledged in the store.  When the
+transport has written everything out (it resumes its producer), ``drained`` is called: a
+front end that counts what it wrote as read (IRC) learns that it has left the server.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from zope.interface import implementer
 
 @implementer(IPushProducer)
 class Backlog:
-    __slots__ = ("limit", "paused", "waiting")
+    __slots__ = ("limit", "paused", "waiting", "drained")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, drained=None) -> None:
         self.limit = limit
+        self.drained = drained
         self.paused = False  # the peer stopped reading; writes pile up in the transport
         self.waiting = 0  # bytes written since then
 
@@ -29,6 +32,8 @@ class Backlog:
     def resumeProducing(self) -> None:
         self.paused = False
         self.waiting = 0
+        if self.drained is not None:
+            self.drained()
 
     def stopProducing(self) -> None:
         pass

@@ -21,7 +21,7 @@ Theory of operation
 * Time comes from the injected clock (``IReactorTime``), so tests need no real time.
 * What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
   a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
-  `spartan.cluster` puts a Redis-backed implementation there.
+  `spartan.cluster.nodes` puts a Redis-backed implementation there.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.auth import Authenticator, OpenDoor
-from spartan.directory import Directory
-from spartan.errors import ChatError
+from spartan.core.auth import Authenticator, OpenDoor
+from spartan.core.directory import Directory
+from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError
-from spartan.wire import GROUP_PREFIX
+from spartan.core.names import GROUP_PREFIX, direct_key, direct_pair, group_key, group_of_key
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
 CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
@@ -51,7 +51,7 @@ class Delivery:
     """One view of a message: the message and the conversation as its readers name it."""
 
     # The first wire format asked for is kept in two slots, any other in a dict made only
-    # then: no dict per message when every reader speaks one format (issue 6).
+    # then: no dict per message when every reader speaks one format.
     __slots__ = ("message", "conversation", "_encoder", "_data", "_encoded")
 
     def __init__(self, message: StoredMessage, conversation: str) -> None:
@@ -114,6 +114,13 @@ class Peers(Protocol):
     def left(self, user: str) -> None:
         """``user`` has no session left on this node."""
 
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
+
     def is_online(self, user: str) -> bool:
         """Whether ``user`` has a session on another node."""
 
@@ -139,17 +146,15 @@ class SingleNode:
     def left(self, user: str) -> None:
         pass
 
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
+
     def is_online(self, user: str) -> bool:
         return False
-
-
-def direct_key(a: str, b: str) -> str:
-    first, second = sorted((a, b))
-    return f"dm:{first}:{second}"
-
-
-def group_key(group: str) -> str:
-    return f"group:{group}"
 
 
 class Chat:
@@ -172,19 +177,21 @@ class Chat:
         self.message_log = message_log
         self._sessions: dict[str, list[Session]] = {}
         self._buffers: set[str] = set()
+        self._direct_keys: dict[str, set[str]] = {}  # user -> keys of their one-to-one buffers
         self.peers: Peers = SingleNode(self)
-        # conversation() answers for (user, target), valid for one directory (issue 6).
+        # conversation() answers for (user, target), valid for one directory.
         self._conversations: dict[tuple[str, str], Conversation] = {}
         self._conversations_of: Directory | None = None
         # A group's online sessions and their receive methods, made at its first message
-        # and forgotten at any login or logout: one flat loop per delivery (issue 6).
+        # and forgotten at any login or logout: one flat loop per delivery.
         self._group_receivers: dict[str, list[tuple[Session, Callable[[Delivery], None]]]] = {}
         self._receivers_of: Directory | None = None
 
     @inlineCallbacks
     def start(self):
         yield self.store.start()
-        self._buffers = set((yield self.store.conversations()))
+        for key in (yield self.store.conversations()):
+            self._add_buffer(key)
         yield self.peers.start()
 
     @inlineCallbacks
@@ -221,6 +228,13 @@ class Chat:
                 del self._sessions[session.user]
                 self.peers.left(session.user)
 
+    def is_user(self, name: str) -> bool:
+        return self.directory.is_user(name)
+
+    def members(self, group: str) -> tuple[str, ...] | None:
+        """The members of ``group``, None if there is no such group."""
+        return self.directory.groups.get(group)
+
     def is_online(self, user: str) -> bool:
         return user in self._sessions or self.peers.is_online(user)
 
@@ -243,6 +257,19 @@ class Chat:
             conversation = cache[user, target] = self._conversation(user, target)
         return conversation
 
+    def conversation_for_key(self, key: str) -> Conversation | None:
+        """The conversation stored under ``key``, if the directory still has it."""
+        directory = self.directory
+        group = group_of_key(key)
+        if group is not None:
+            if directory.is_group(group):
+                return Conversation(key, group, True, directory.groups[group])
+            return None
+        pair = direct_pair(key)
+        if pair is not None and all(directory.is_user(user) for user in pair):
+            return Conversation(key, pair[1], False, pair)
+        return None
+
     def _conversation(self, user: str, target: str) -> Conversation:
         if target.startswith(GROUP_PREFIX):
             group = target[len(GROUP_PREFIX) :]
@@ -258,9 +285,37 @@ class Chat:
             raise ChatError("bad-target", "You cannot chat with yourself.")
         return Conversation(direct_key(user, target), target, False, (user, target))
 
+    def _add_buffer(self, key: str) -> None:
+        self._buffers.add(key)
+        pair = direct_pair(key)
+        if pair is not None:
+            for user in pair:
+                self._direct_keys.setdefault(user, set()).add(key)
+
+    def keys_of(self, user: str) -> list[str]:
+        """The keys of every conversation of ``user`` that holds messages: its groups and
+        the one-to-one buffers it is in (an index, not a scan of the directory)."""
+        directory = self.directory
+        keys = [
+            key
+            for key in self._direct_keys.get(user, ())
+            if all(directory.is_user(u) for u in direct_pair(key))
+        ]
+        keys.extend(
+            key for key in map(group_key, directory.groups_of(user)) if key in self._buffers
+        )
+        return keys
+
+    def label(self, key: str, user: str) -> str:
+        """How ``user`` names the conversation ``key``: ``#group1``, or the other user."""
+        pair = direct_pair(key)
+        if pair is None:
+            return GROUP_PREFIX + group_of_key(key)
+        return pair[1] if pair[0] == user else pair[0]
+
     def _ensure_buffer(self, conversation: Conversation) -> None:
         if conversation.key not in self._buffers:
-            self._buffers.add(conversation.key)
+            self._add_buffer(conversation.key)
             prefix = "[Group] " if conversation.is_group else ""
             self.log.info(
                 "{prefix}Creating new buffer for key {name}", prefix=prefix, name=conversation.name
@@ -283,7 +338,7 @@ class Chat:
     ) -> None:
         """Push a stored message to this node's sessions of its participants but ``origin``."""
         if conversation.is_group:
-            # Every member names a group alike: one view, no lookups per member (issue 6).
+            # Every member names a group alike: one view, no lookups per member.
             delivery = Delivery(message, conversation.label_for(message.sender))
             if self._receivers_of is not self.directory:  # membership may have changed
                 self._group_receivers.clear()
@@ -303,7 +358,7 @@ class Chat:
         for user in conversation.participants:
             sessions = self._sessions.get(user)
             if not sessions or (len(sessions) == 1 and sessions[0] is origin):
-                continue  # no view for the sender alone: one Delivery per message (issue 6)
+                continue  # no view for the sender alone: one Delivery per message
             label = conversation.label_for(user)
             delivery = views.get(label)
             if delivery is None:
@@ -335,8 +390,8 @@ class PostReply(Protocol):
 
 
 class _Posting:
-    """One SEND between the store and its reply: what `append_to` calls back (issue 6:
-    one object with slots instead of a Deferred, its callback list and closures)."""
+    """One message between the store and its reply: the store's `AppendReceiver`.  One small
+    object per message instead of a Deferred with its callback list and closures."""
 
     __slots__ = ("session", "conversation", "reply")
 
@@ -355,15 +410,27 @@ class _Posting:
                 return
         self.reply.sent(message)
 
-    def appended_pair(self, result: tuple[StoredMessage, bool]) -> None:
-        self.appended(*result)
-
     def failed(self, reason: BaseException | Failure) -> None:
         error = reason.value if isinstance(reason, Failure) else reason
         if isinstance(error, StoreError):
             self.reply.refused(self.session.chat._unavailable(error))
         else:
             self.reply.refused(reason)
+
+
+class _DeferredReply:
+    """A `PostReply` that fires a Deferred: for callers that want one (`Session.send`)."""
+
+    __slots__ = ("deferred",)
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[StoredMessage] = Deferred()
+
+    def sent(self, message: StoredMessage) -> None:
+        self.deferred.callback(message)
+
+    def refused(self, reason) -> None:
+        self.deferred.errback(reason)
 
 
 class Session:
@@ -381,47 +448,48 @@ class Session:
         directory = self.chat.directory
         return [(group, directory.groups[group]) for group in directory.groups_of(self.user)]
 
-    def send(
-        self, target: str, text: str, client_id: str | None = None
-    ) -> Deferred[StoredMessage]:
-        """Store a message and, once durable, deliver it; fires with the stored message."""
-        chat = self.chat
-        conversation = chat.conversation(self.user, target)
-        chat._ensure_buffer(conversation)
-        d = chat.store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
-
-        def stored(result: tuple[StoredMessage, bool]) -> StoredMessage:
-            message, is_new = result
-            if is_new:
-                chat.peers.publish(message, conversation, self)
-            return message
-
-        return d.addCallbacks(stored, chat._store_failed)
-
     def post(self, target: str, text: str, client_id: str | None, reply: PostReply) -> None:
-        """`send` for the server's hot path: the outcome goes to ``reply``, not a Deferred.
+        """Send a message: the one way in for every front end.
 
-        A bad target raises `ChatError` at once, as in `send`.  Then exactly one of
-        ``reply.sent(message)`` or ``reply.refused(reason)`` is called, maybe before this
-        returns (an in-memory store).  A Deferred and its callback chain per SEND were the
-        largest cost of a durable store's SENDs (issue 6): a store with ``append_to`` gets
-        one small object instead; any other store takes the Deferred path.
+        A bad target raises `ChatError` at once.  Then the store keeps the message and,
+        once it is durable, it is delivered and exactly one of ``reply.sent(message)`` or
+        ``reply.refused(reason)`` is called, maybe before this returns (the in-memory
+        store), else inside the store's output batch.
         """
         chat = self.chat
         conversation = chat.conversation(self.user, target)
-        if conversation.key not in chat._buffers:  # the call only for a new buffer (issue 6)
+        if conversation.key not in chat._buffers:
             chat._ensure_buffer(conversation)
-        posting = _Posting(self, conversation, reply)
-        store = chat.store
-        append_to = getattr(store, "append_to", None)
-        if append_to is not None:
-            append_to(conversation.key, self.user, text, chat.clock.seconds(), client_id, posting)
-            return
-        d = store.append(conversation.key, self.user, text, chat.clock.seconds(), client_id)
-        if d.called and not d.paused and not isinstance(d.result, Failure):
-            posting.appended(*d.result)  # answered at once: no callbacks (issue 6)
-        else:
-            d.addCallbacks(posting.appended_pair, posting.failed)
+        chat.store.append_to(
+            conversation.key,
+            self.user,
+            text,
+            chat.clock.seconds(),
+            client_id,
+            _Posting(self, conversation, reply),
+        )
+
+    def send(
+        self, target: str, text: str, client_id: str | None = None
+    ) -> Deferred[StoredMessage]:
+        """`post`, firing a Deferred with the stored message (a `ChatError` if refused)."""
+        reply = _DeferredReply()
+        self.post(target, text, client_id, reply)
+        return reply.deferred
+
+    def unread(self) -> Deferred[list[tuple[str, int]]]:
+        """The conversations with messages this user has not seen (sent by others):
+        fires with [(label, how many)], the one waiting longest first."""
+        chat, user = self.chat, self.user
+
+        def labelled(counts: dict[str, tuple[int, int]]) -> list[tuple[str, int]]:
+            waiting = sorted(counts.items(), key=lambda item: item[1][1])
+            return [(chat.label(key, user), count) for key, (count, _) in waiting]
+
+        keys = chat.keys_of(user)
+        if not keys:  # a user with no conversation yet: no question for the store
+            return succeed([])
+        return chat.store.unseen_counts(user, keys).addCallbacks(labelled, chat._store_failed)
 
     @inlineCallbacks
     def open(self, target: str):
@@ -453,6 +521,13 @@ class Session:
         except StoreError as e:
             raise chat._unavailable(e) from None
         return conversation.label_for(self.user), position
+
+    def shown(self, target: str, upto: int) -> Deferred[int]:
+        """A front end without acknowledgements (IRC) showed the conversation up to
+        ``upto``, an id it was given: one store call, ordered before any read after it."""
+        conversation = self.chat.conversation(self.user, target)
+        d = self.chat.store.mark_seen(self.user, conversation.key, upto)
+        return d.addErrback(self.chat._store_failed)
 
     @inlineCallbacks
     def history(self, target: str, count: int):
