@@ -1,7 +1,7 @@
 """
 How a Spartan server sets up CPython: the garbage collector and thread switching.
 
-Both are process-wide, so `spartan.tap.SpartanService` applies them when it starts, and the
+Both are process-wide, so `spartan.service.SpartanService` applies them when it starts, and the
 benchmarks apply the same ones so that they measure what the server runs
 (docs/performance.md, "Durable store").
 """

@@ -88,6 +88,29 @@ def dummy_hash() -> str:
     return hash_password(os.urandom(16).hex())
 
 
+class PasswordRefused(ValueError):
+    """A new password that cannot be used; the message says why, for the person typing."""
+
+
+def read_new_password(getpass, stdin) -> str:
+    """A new password: asked twice without echo at a terminal, else the first line of
+    ``stdin`` (a script pipes it in; never an argument, which ``ps`` would show)."""
+    if stdin.isatty():
+        password = getpass("Password: ")
+        if password != getpass("Again: "):
+            raise PasswordRefused("The passwords do not match.")
+    else:
+        password = stdin.readline().rstrip("\r\n")
+    if not password:
+        raise PasswordRefused("An empty password is not allowed.")
+    if password != password.strip(" ") or not password.isprintable():
+        # LOGIN ignores spaces around the password and refuses control characters.
+        raise PasswordRefused(
+            "A password cannot start or end with a space, nor hold control characters."
+        )
+    return password
+
+
 def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None) -> int:
     """``python -m spartan.passwd [user]``: print a hash line to paste under ``[passwords]``."""
     import getpass as _getpass
@@ -100,20 +123,10 @@ def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None
         print("usage: python -m spartan.passwd [user]", file=sys.stderr)
         print("Reads a password (twice, without echo) and prints its hash.", file=sys.stderr)
         return 2
-    if stdin.isatty():
-        password = getpass("Password: ")
-        if password != getpass("Again: "):
-            print("The passwords do not match; nothing printed.", file=sys.stderr)
-            return 1
-    else:  # a script pipes the password in: one line
-        password = stdin.readline().rstrip("\r\n")
-    if not password:
-        print("An empty password is not allowed.", file=sys.stderr)
-        return 1
-    if password != password.strip(" ") or not password.isprintable():
-        # LOGIN ignores spaces around the password and refuses control characters.
-        print("A password cannot start or end with a space, nor hold control characters.",
-              file=sys.stderr)
+    try:
+        password = read_new_password(getpass, stdin)
+    except PasswordRefused as e:
+        print(f"{e} Nothing printed.", file=sys.stderr)
         return 1
     hashed = hash_password(password)
     stdout.write(f'{argv[0]} = "{hashed}"\n' if argv else hashed + "\n")

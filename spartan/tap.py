@@ -1,28 +1,37 @@
 """
 ``twistd spartan``: command-line options and the service they build.
+
+How an operator hears of a mistake: a bad option is one line naming it and status 2 (under
+twistd, `Options.parseOptions` says it itself: twistd would print the whole --help first);
+what makeService cannot build (an endpoint it cannot parse, a database it cannot open) is
+`CannotStart`, one sentence and status 1; what fails once running is the service's to
+report (`spartan.service`).
 """
 
 from __future__ import annotations
 
-from twisted.application import service
+import sys
+
 from twisted.internet import endpoints
-from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
-from twisted.logger import Logger
 from twisted.python import usage
 
-from spartan import interpreter
+from spartan import __version__, logs
 from spartan.core.auth import make_authenticator
 from spartan.core.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.core.directory import DEMO, ConfigError, Directory, load_directory
 from spartan.irc import DEFAULT_SERVER_NAME, IRCGatewayFactory, is_server_name
-from spartan.net.limits import RateConfig, ServerLimits
-from spartan.passwd import BadHash, parse_hash
 from spartan.native.protocol import NativeFactory
 from spartan.net.connection import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING
+from spartan.net.limits import RateConfig, ServerLimits
+from spartan.service import SpartanService
 from spartan.store import MessageStore, StoreError
 from spartan.store.sqlite import check_database, store_from_options
 
 DEFAULT_PORT = "tcp:3000"
+DEFAULT_LOCAL_PORT = "tcp:3000:interface=127.0.0.1"
+LOG_FORMAT_TEXT = "text"
+LOG_FORMAT_JSON = "json"
+EXIT_USAGE = 2
 DEFAULT_DB = "spartan.sqlite3"
 MEMORY = ":memory:"
 
@@ -36,27 +45,66 @@ def _positive(options: usage.Options, name: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
 def _not_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be a number >= 0")
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
     if value < 0:
         raise ValueError("must be >= 0")
     return value
+
+
+def _naming_the_option(parameters: list[list]) -> list[list]:
+    """usage.Options says "Parameter type enforcement failed" when a coercer refuses a
+    value; wrap each coercer so that the error names the option and the value instead."""
+
+    def named(name: str, coerce):
+        def coerce_named(text: str):
+            try:
+                return coerce(text)
+            except ValueError as e:
+                raise usage.UsageError(f"--{name} {text}: {e}") from None
+
+        coerce_named.coerceDoc = getattr(coerce, "coerceDoc", "")
+        return coerce_named
+
+    return [
+        [*p[:4], named(p[0], p[4])] if len(p) > 4 and p[4] is not None else p for p in parameters
+    ]
+
+
+def _listening_address(option: str, description: str) -> str:
+    """A bare number means a TCP port on every interface; anything else is an endpoint."""
+    if not description.isdigit():
+        return description
+    if int(description) > 65535:
+        raise usage.UsageError(f"--{option} {description}: a port number is 0 to 65535")
+    return f"tcp:{description}"
 
 
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Run the Spartan chat server. Without --config it serves the demo users "
-        "alice, bob, charlie, eve, foo, bar, baz, qux and group1 (alice, bob, charlie, eve)."
+        "alice, bob, charlie, eve, foo, bar, baz, qux and group1 (alice, bob, charlie, eve), "
+        "on 127.0.0.1 only unless --port is given."
     )
-    optParameters = [
+    optParameters = _naming_the_option([
         ["config", "c", None, "TOML file of users and groups (see README)."],
         [
             "db",
@@ -83,13 +131,17 @@ class Options(usage.Options):
         ["redis", None, None, "Join a cluster: keep messages in Redis (redis://[:password@]host:port/db, "
          "rediss:// for TLS) and share delivery and presence with the other nodes."],
         ["node-name", None, None, "This node's name in the cluster. [default: hostname:pid]"],
-        ["presence-ttl", None, 30.0, "Seconds before a dead node's users are shown offline.", float],
+        ["presence-ttl", None, 30.0, "Seconds before a dead node's users are shown offline.",
+         _number],
         [
             "message-log",
             None,
             LOG_TEXT,
             f"Per-message log lines: {LOG_TEXT} (the spec's), {LOG_HIDDEN} (no text), {LOG_OFF}.",
         ],
+        ["log-format", None, LOG_FORMAT_TEXT,
+         f"{LOG_FORMAT_TEXT}: twistd's log lines; {LOG_FORMAT_JSON}: one JSON object a line on "
+         "standard output, for a log collector (with twistd -n)."],
         ["server-name", None, DEFAULT_SERVER_NAME, "The server's name on IRC (see --irc-port)."],
         ["rate", None, 5.0, "Lines a second a connection may send once its burst is spent.",
          _not_negative],
@@ -102,7 +154,7 @@ class Options(usage.Options):
         ["idle-timeout", None, 600.0,
          "Seconds without a line before a connection is closed; a PING goes out half way "
          "(0: never).", _not_negative],
-    ]
+    ])  # fmt: skip
     optFlags = [
         ["require-passwords", None, "Users without a password hash cannot log in."],
         ["reuse-port", None, "Listen with SO_REUSEPORT, so several nodes share a port."],
@@ -115,20 +167,36 @@ class Options(usage.Options):
         self["web-ports"] = []
         self["web-origins"] = []
 
+    def parseOptions(self, options=None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise  # not under twistd: the caller reports it
+            # twistd would print the whole --help before the one line that matters.
+            print(f"twistd spartan: {e}; see twistd spartan --help", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+
+    def opt_version(self) -> None:
+        print(f"Spartan {__version__}")
+        raise SystemExit(0)
+
+    opt_version.__doc__ = "Print Spartan's version and exit."
+
     def opt_port(self, description: str) -> None:
-        self["ports"].append(f"tcp:{description}" if description.isdigit() else description)
+        self["ports"].append(_listening_address("port", description))
 
     # Set here, not as docstrings: usage keeps a docstring's indentation in --help.
     opt_port.__doc__ = (
         "Where to listen: a port number or a Twisted endpoint (tcp:3000:interface=127.0.0.1, "
-        "ssl:3443:privateKey=key.pem:certKey=cert.pem). Repeat for several listeners. "
-        "[default: 3000]"
+        "ssl:3443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:name=spartan). "
+        "Repeat for several listeners. [default: 3000; 127.0.0.1 only without --config]"
     )
 
     opt_p = opt_port
 
     def opt_irc_port(self, description: str) -> None:
-        self["irc-ports"].append(f"tcp:{description}" if description.isdigit() else description)
+        self["irc-ports"].append(_listening_address("irc-port", description))
 
     opt_irc_port.__doc__ = (
         "Also accept IRC clients here: a port number or a Twisted endpoint, like --port. "
@@ -136,7 +204,7 @@ class Options(usage.Options):
     )
 
     def opt_web_port(self, description: str) -> None:
-        self["web-ports"].append(f"tcp:{description}" if description.isdigit() else description)
+        self["web-ports"].append(_listening_address("web-port", description))
 
     opt_web_port.__doc__ = (
         "Also serve the web client here (the page and its WebSocket at /ws): a port number "
@@ -159,7 +227,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         if not self["ports"]:
-            self["ports"] = [DEFAULT_PORT]
+            # The demo directory has no passwords: anyone who can connect is anyone.
+            self["ports"] = [DEFAULT_PORT if self["config"] else DEFAULT_LOCAL_PORT]
         for name in ("max-line", "max-pending", "retention-messages"):
             self[name] = _positive(self, name)
         if self["redis"]:
@@ -175,17 +244,13 @@ class Options(usage.Options):
             raise usage.UsageError("--presence-ttl must be positive")
         if self["message-log"] not in (LOG_TEXT, LOG_HIDDEN, LOG_OFF):
             raise usage.UsageError(f"--message-log must be {LOG_TEXT}, {LOG_HIDDEN} or {LOG_OFF}")
+        self._choose_log_format()
         if not is_server_name(self["server-name"]):
             raise usage.UsageError("--server-name must be letters, digits, '.' and '-'")
         try:
             self["directory"] = load_directory(self["config"]) if self["config"] else DEMO
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
-        for user, encoded in self["directory"].password_hashes.items():
-            try:
-                parse_hash(encoded)
-            except BadHash as e:
-                raise usage.UsageError(f"the password hash of {user!r} is not usable: {e}") from None
+            raise usage.UsageError(f"--config {e}") from None
         if self["burst"] and not self["rate"]:
             raise usage.UsageError("--rate must be above 0 (or turn rate limiting off: --burst 0)")
         self["limits"] = ServerLimits(
@@ -195,6 +260,22 @@ class Options(usage.Options):
             login_timeout=self["login-timeout"],
             idle_timeout=self["idle-timeout"],
         )
+
+    def _choose_log_format(self) -> None:
+        if self["log-format"] not in (LOG_FORMAT_TEXT, LOG_FORMAT_JSON):
+            raise usage.UsageError(f"--log-format must be {LOG_FORMAT_TEXT} or {LOG_FORMAT_JSON}")
+        twistd = getattr(self, "parent", None)
+        if self["log-format"] != LOG_FORMAT_JSON or twistd is None:
+            return
+        # twistd chooses its log observer from its own --logger, after parsing the
+        # subcommand's options and before it builds the service: set it here.
+        if twistd.get("logger") not in (None, logs.JSON_OBSERVER):
+            raise usage.UsageError("--log-format json replaces twistd's --logger: give one of them")
+        if not twistd.get("nodaemon") or twistd.get("logfile") not in (None, "-"):
+            raise usage.UsageError(
+                "--log-format json writes to standard output: run twistd -n, without --logfile"
+            )
+        twistd["logger"] = logs.JSON_OBSERVER
 
 
 class CannotStart(SystemExit):
@@ -223,50 +304,24 @@ def open_store(options: Options, reactor) -> MessageStore:
     )
 
 
-class SpartanService(service.Service):
-    """Opens the store, then listens; stops listening, then closes the store."""
-
-    log = Logger(namespace="spartan")
-
-    def __init__(self, chat: Chat, factory: NativeFactory, listeners: list, reactor) -> None:
-        self.chat = chat
-        self.factory = factory
-        self.listeners = listeners  # [(description, endpoint)]
-        self.reactor = reactor
-        self.ports: list = []
-        self.gateways: list = []  # [(description, endpoint, factory, what)]: IRC, ...
-
-    def startService(self) -> None:
-        super().startService()
-        interpreter.tune_for_serving()
-        self._started = self._start()
-
-    @inlineCallbacks
-    def _start(self):
-        try:
-            yield self.chat.start()
-        except Exception as e:
-            self.log.critical("Cannot open the message store: {why}", why=e)
-            self.reactor.stop()
-            return
-        listeners = [(d, e, self.factory, "server started") for d, e in self.listeners]
-        for description, endpoint, factory, what in listeners + self.gateways:
-            try:
-                port = yield endpoint.listen(factory)
-            except Exception as e:
-                self.log.critical("Cannot listen on {where}: {why}", where=description, why=e)
-                self.reactor.stop()
-                return
-            self.ports.append(port)
-            self.log.info("Started {what} on port {port}", what=what, port=port.getHost().port)
-
-    @inlineCallbacks
-    def stopService(self):
-        super().stopService()
-        yield self._started
-        ports, self.ports = self.ports, []
-        yield DeferredList([maybeDeferred(port.stopListening) for port in ports])
-        yield self.chat.stop()
+def exposure_notices(options: Options) -> list[str]:
+    """What the operator should know about who can log in, said once at start."""
+    directory: Directory = options["directory"]
+    if directory is DEMO:
+        listeners = options["ports"] + options["irc-ports"]
+        where = "127.0.0.1 only" if listeners == [DEFAULT_LOCAL_PORT] else ", ".join(listeners)
+        return [
+            f"Serving the demo users, who need no password, on {where}: "
+            "give --config to serve your own users."
+        ]
+    without = directory.users_without_password()
+    if not without:
+        return []
+    if options["require-passwords"]:
+        return [f"{len(without)} of {len(directory.users)} users have no password and cannot "
+                "log in (--require-passwords)."]  # fmt: skip
+    return [f"{len(without)} of {len(directory.users)} users have no password: anyone who can "
+            "connect may log in as them (add hashes, or --require-passwords)."]  # fmt: skip
 
 
 def makeService(options: Options, reactor=None) -> SpartanService:
@@ -299,11 +354,10 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     # A store that answers later (a commit, off the reactor thread) reports a whole
     # commit inside the listeners' batch: one write per connection, not per message.
     chat.store.output_batch = factory.batch
-    listeners = [
-        (description, _endpoint(reactor, "--port", description, options["reuse-port"]))
-        for description in options["ports"]
-    ]
-    service = SpartanService(chat, factory, listeners, reactor)
+    service = SpartanService(chat, factory, reactor, notices=exposure_notices(options))
+    for description in options["ports"]:
+        endpoint = _endpoint(reactor, "--port", description, options["reuse-port"])
+        service.add_listener("--port", description, endpoint, factory, "server started")
     if options["irc-ports"]:
         irc = IRCGatewayFactory(
             chat,
@@ -316,14 +370,14 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         )
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
-            service.gateways.append((description, endpoint, irc, "IRC gateway"))
+            service.add_listener("--irc-port", description, endpoint, irc, "IRC gateway")
     if options["web-ports"]:
         from spartan.web import web_site
 
         site = web_site(factory, options["web-origins"], options["require-passwords"])
         for description in options["web-ports"]:
             endpoint = _endpoint(reactor, "--web-port", description, options["reuse-port"])
-            service.gateways.append((description, endpoint, site, "web client"))
+            service.add_listener("--web-port", description, endpoint, site, "web client")
     return service
 
 

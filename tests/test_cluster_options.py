@@ -60,7 +60,7 @@ def test_reuse_port_endpoints():
     with pytest.raises(ValueError):
         endpoint_from_description(reactor, "ssl:3000:privateKey=k.pem")
     built = service("--reuse-port", "--port", "3001")
-    assert isinstance(built.listeners[0][1], ReusePortEndpoint)
+    assert isinstance(built.listeners[0].endpoint, ReusePortEndpoint)
 
 
 def test_two_reuse_port_listeners_share_a_port():

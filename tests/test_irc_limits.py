@@ -168,7 +168,7 @@ def test_make_service_gives_the_irc_gateway_the_limits_and_the_shared_count():
     options = Options()
     options.parseOptions(["--irc-port", "tcp:0", "--burst", "7", "--max-per-address", "3"])
     service = makeService(options, MemoryReactorClock())
-    (_, _, gateway, _), = service.gateways
+    gateway, = [listener.factory for listener in service.listeners if listener.option == "--irc-port"]
     assert gateway.limits is service.factory.limits and gateway.limits.rate.burst == 7
     assert gateway.connections is service.factory.connections
     assert gateway.connections.max_per_address == 3

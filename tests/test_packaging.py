@@ -23,6 +23,12 @@ def test_the_wheel_carries_the_plugin_and_twistd_finds_it(tmp_path):
     assert not any(name.endswith("dropin.cache") for name in names)
     static = Path(ROOT, "spartan", "web", "static")  # the web client's page, as package data
     assert {f"spartan/web/static/{p.name}" for p in static.iterdir()} <= set(names)
+    dist_info = next(name.split("/")[0] for name in names if ".dist-info/" in name)
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
+        metadata = archive.read(f"{dist_info}/METADATA").decode()
+    assert "spartan-admin = spartan.admin:main" in entry_points
+    assert "Requires-Dist: tomlkit" in metadata
 
     site = tmp_path / "site"
     subprocess.run(

@@ -25,10 +25,16 @@ def parse(*args):
     return options
 
 
-def test_defaults_serve_the_demo_directory_on_port_3000():
+def test_defaults_serve_the_demo_directory_on_port_3000_of_loopback_only():
     options = parse()
-    assert options["ports"] == ["tcp:3000"]
+    assert options["ports"] == ["tcp:3000:interface=127.0.0.1"]
     assert options["directory"] is DEMO
+
+
+def test_a_config_file_without_a_port_serves_every_interface(tmp_path):
+    config = tmp_path / "team.toml"
+    config.write_text('users = ["ann"]\n')
+    assert parse("--config", str(config))["ports"] == ["tcp:3000"]
 
 
 def test_ports_take_numbers_or_endpoints_and_repeat():
@@ -110,3 +116,137 @@ def test_an_unusable_database_stops_twistd_with_one_sentence(tmp_path):
     with pytest.raises(tap.CannotStart) as error:
         tap.makeService(parse("--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite3")), MemoryReactor())
     assert error.value.code.startswith("twistd spartan: --db ")
+
+
+def test_a_coercer_refusal_names_the_option_and_the_value():
+    with pytest.raises(usage.UsageError) as error:
+        parse("--rate", "-1")
+    assert str(error.value) == "--rate -1: must be a number >= 0"
+    with pytest.raises(usage.UsageError) as error:
+        parse("--presence-ttl", "soon")
+    assert str(error.value) == "--presence-ttl soon: must be a number"
+
+
+def test_a_port_number_out_of_range_is_refused_while_parsing():
+    with pytest.raises(usage.UsageError) as error:
+        parse("--irc-port", "70000")
+    assert str(error.value) == "--irc-port 70000: a port number is 0 to 65535"
+
+
+def test_under_twistd_a_usage_error_is_one_line_and_exit_status_2(capsys):
+    from twisted.scripts.twistd import ServerOptions
+
+    with pytest.raises(SystemExit) as exit:
+        ServerOptions().parseOptions(["-n", "spartan", "--max-line", "0"])
+    assert exit.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "twistd spartan: --max-line must be a positive whole number, not '0'; "
+        "see twistd spartan --help\n"
+    )
+
+
+def test_log_format_json_becomes_twistds_logger_and_wants_standard_output():
+    from twisted.scripts.twistd import ServerOptions
+
+    from spartan.logs import json_observer
+
+    twistd = ServerOptions()
+    twistd.parseOptions(["-n", "spartan", "--log-format", "json"])
+    assert twistd["logger"] is json_observer  # twistd resolves the dotted name
+    for daemon in (["spartan"], ["-n", "--logfile", "x.log", "spartan"]):
+        with pytest.raises(SystemExit):
+            ServerOptions().parseOptions([*daemon, "--log-format", "json"])
+
+
+def test_the_demo_directory_says_it_serves_loopback_only():
+    assert tap.exposure_notices(parse()) == [
+        "Serving the demo users, who need no password, on 127.0.0.1 only: "
+        "give --config to serve your own users."
+    ]
+    assert "on tcp:4000:" in tap.exposure_notices(parse("--port", "4000"))[0]
+    irc_too = tap.exposure_notices(parse("--irc-port", "6667"))[0]
+    assert "on tcp:3000:interface=127.0.0.1, tcp:6667:" in irc_too
+
+
+def test_users_without_passwords_are_counted_in_one_warning(tmp_path):
+    from spartan.passwd import hash_password
+
+    config = tmp_path / "team.toml"
+    config.write_text(
+        f'users = ["ann", "ben", "cy"]\n[passwords]\nann = "{hash_password("pw", n=2**4)}"\n'
+    )
+    assert tap.exposure_notices(parse("--config", str(config))) == [
+        "2 of 3 users have no password: anyone who can connect may log in as them "
+        "(add hashes, or --require-passwords)."
+    ]
+    assert "cannot log in" in tap.exposure_notices(
+        parse("--config", str(config), "--require-passwords")
+    )[0]
+    config.write_text(f'users = ["ann"]\n[passwords]\nann = "{hash_password("pw", n=2**4)}"\n')
+    assert tap.exposure_notices(parse("--config", str(config))) == []
+
+
+class RefusingEndpoint:
+    def listen(self, factory):
+        from twisted.internet.defer import fail
+        from twisted.internet.error import CannotListenError
+
+        return fail(CannotListenError("", 3177, OSError(98, "Address already in use")))
+
+
+def test_a_listener_that_cannot_listen_logs_one_sentence_and_stops_with_status_1(log_lines):
+    service = tap.makeService(parse("--db", ":memory:", "--port", "3000"), MemoryReactor())
+    statuses = []
+    service.stop_process = statuses.append
+    service.add_listener("--web-port", "tcp:3177", RefusingEndpoint(), None, "web server")
+    service.startService()
+    assert statuses == [1]
+    assert "Cannot listen on --web-port tcp:3177: Address already in use." in log_lines
+    assert "Started server started on port 3000" in log_lines  # the ones before it started
+    service.stopService()
+    assert service.ports == []
+
+
+def test_a_store_that_cannot_open_stops_with_status_1(log_lines):
+    service = tap.makeService(parse("--db", ":memory:"), MemoryReactor())
+    statuses = []
+    service.stop_process = statuses.append
+
+    def broken():
+        raise OSError("disk on fire")
+
+    service.chat.store.start = broken
+    service.startService()
+    assert statuses == [1]
+    assert "Cannot open the message store: disk on fire" in log_lines
+    assert not any(line.startswith("Started") for line in log_lines)
+
+
+def test_sighup_once_the_reactor_runs_calls_reload_and_changes_nothing_yet(log_lines):
+    import os
+    import signal
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    class Reactor(MemoryReactorClock):
+        def callFromThread(self, f, *args):  # what a signal handler may call
+            self.callLater(0, f, *args)
+
+    reactor = Reactor()
+    service = tap.makeService(parse("--db", ":memory:"), reactor)
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        service.startService()
+        assert signal.getsignal(signal.SIGHUP) == before  # not before the reactor runs
+        reactor.run()
+        os.kill(os.getpid(), signal.SIGHUP)
+        reactor.advance(0)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert [line for line in log_lines if line.startswith("Reloading")] == [
+        "Reloading is not configured: SIGHUP changes nothing; restart the server to apply a "
+        "changed --config."
+    ]
+    service.stopService()

@@ -329,8 +329,9 @@ def test_web_options_build_a_site_over_the_native_factory(tmp_path):
     options = Options()
     options.parseOptions(["--web-port", "8080", "--db", ":memory:", "--require-passwords"])
     service = makeService(options, MemoryReactorClock())
-    ((description, _, site, what),) = service.gateways
-    assert (description, what) == ("tcp:8080", "web client")
+    (web,) = [listener for listener in service.listeners if listener.option == "--web-port"]
+    assert (web.description, web.what) == ("tcp:8080", "web client")
+    site = web.factory
     ws = site.resource.children[b"ws"]
     assert ws._factory.native is service.factory  # the shared layer, limits and count
     settings = json.loads(site.resource.children[b"config.json"].body)

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.internet.task import react
 
+from spartan import __version__
 from spartan.native import wire
 from spartan.client.app import ClientApp
 from spartan.client.connection import EndpointFactory
@@ -73,6 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog="In a chat, type /help for the commands.  SPARTAN_PASSWORD gives the password.",
     )
     parser.add_argument("username", help="who you are on the server")
+    parser.add_argument("--version", action="version", version=f"Spartan {__version__}")
     parser.add_argument(
         "--host", action="append", metavar="HOST[:PORT]",
         help="the server (default: localhost); give it several times for the nodes of a"

@@ -27,10 +27,10 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from spartan.core.directory import ConfigError, Directory
+from spartan.core.directory import Directory, check_password_hashes
 from spartan.core.errors import ChatError
 from spartan.net.limits import BackoffConfig, FailureBackoff
-from spartan.passwd import BadHash, dummy_hash, parse_hash, verify_password
+from spartan.passwd import dummy_hash, verify_password
 
 
 class Authenticator(Protocol):
@@ -67,11 +67,7 @@ class PasswordAuthenticator:
         backoff: BackoffConfig | None = None,
         run_in_thread=None,
     ) -> None:
-        for user, encoded in directory.password_hashes.items():
-            try:
-                parse_hash(encoded)
-            except BadHash as e:
-                raise ConfigError(f"the password hash of {user!r} is not usable: {e}") from None
+        check_password_hashes(directory)
         self.directory = directory
         self.clock = clock
         self.require_passwords = require_passwords

@@ -21,6 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from spartan.core.names import is_name
+from spartan.passwd import BadHash, parse_hash
 
 
 class ConfigError(Exception):
@@ -58,6 +59,9 @@ class Directory:
     def is_group(self, name: str) -> bool:
         return name in self.groups
 
+    def users_without_password(self) -> list[str]:
+        return [user for user in self.users if user not in self.password_hashes]
+
     def groups_of(self, user: str) -> list[str]:
         """The groups ``user`` is a member of, in the order of the directory."""
         return self._memberships.get(user, [])
@@ -79,7 +83,17 @@ DEMO = Directory(
 )
 
 
+def check_password_hashes(directory: Directory) -> None:
+    """ConfigError unless every hash is one `spartan.passwd` can check (never shows it)."""
+    for user, encoded in directory.password_hashes.items():
+        try:
+            parse_hash(encoded)
+        except BadHash as e:
+            raise ConfigError(f"the password hash of {user!r} is not usable: {e}") from None
+
+
 def parse_directory(text: str) -> Directory:
+    """The directory a file holds, hashes checked; ConfigError saying what is wrong."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -96,9 +110,11 @@ def parse_directory(text: str) -> Directory:
         raise ConfigError("[groups] must map each group name to a list of user names")
     if not isinstance(passwords, dict) or not all(isinstance(h, str) for h in passwords.values()):
         raise ConfigError("[passwords] must map user names to hash strings")
-    return Directory(
+    directory = Directory(
         tuple(users), {name: tuple(members) for name, members in groups.items()}, passwords
     )
+    check_password_hashes(directory)
+    return directory
 
 
 def load_directory(path: str) -> Directory:
