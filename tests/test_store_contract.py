@@ -244,14 +244,3 @@ async def test_tokens_are_kept_until_they_expire_or_are_removed(make_store):
         await store.remove_token("d2")
         await store.remove_token("never-there")
         assert await store.token_user("d2", 1999.0) is None
-
-
-@pytest_twisted.ensureDeferred
-async def test_tokens_survive_a_restart(make_store, tmp_path):
-    store = make_store()
-    if not isinstance(store, SQLiteStore):
-        pytest.skip("only a durable store keeps tokens over a restart")
-    async with opened(store):
-        await store.add_token("d1", "alice", 2000.0, 1000.0)
-    async with opened(make_store()) as again:
-        assert await again.token_user("d1", 1000.0) == "alice"

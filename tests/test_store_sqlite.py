@@ -514,3 +514,11 @@ async def test_the_results_of_a_job_fire_inside_one_output_batch(db):
         await gatherResults(ds)  # this resumes inside the batch, when the last one fires
         await store.seen("bob", A)  # a job of its own: a batch of its own
     assert events == ["open", "m0", "m1", "m2", "close", "open", "close"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_tokens_survive_a_restart(db):
+    async with opened(db) as store:
+        await store.add_token("d1", "alice", 2000.0, 1000.0)
+    async with opened(db) as again:
+        assert await again.token_user("d1", 1000.0) == "alice"
