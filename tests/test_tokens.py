@@ -6,7 +6,7 @@ from __future__ import annotations
 from spartan.core.auth import PasswordAuthenticator
 from spartan.core.directory import Directory
 from spartan.passwd import hash_password
-from spartan.tokens import DEFAULT_LIFETIME, digest
+from spartan.core.tokens import DEFAULT_LIFETIME, digest
 from tests.protocol_support import Server, login
 
 

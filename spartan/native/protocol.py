@@ -15,7 +15,7 @@ from spartan.core.chat import Delivery
 from spartan.core.errors import ChatError
 from spartan.native import wire
 from spartan.net.connection import ConnectionFactory, LineConnection, ReplySlot
-from spartan.tokens import Token, session_tokens
+from spartan.core.tokens import Token, session_tokens
 
 
 def encode_delivery(delivery: Delivery) -> bytes:

@@ -248,7 +248,7 @@ def _parse_history(rest: str):
     return History(target, number, int(before) if before else None)
 
 
-# A session token as TOKEN hands it out: URL-safe base64 (`spartan.tokens` makes them).
+# A session token as TOKEN hands it out: URL-safe base64 (`spartan.core.tokens` makes them).
 SESSION_TOKEN = re.compile(r"[A-Za-z0-9_\-]{20,128}\Z")
 
 

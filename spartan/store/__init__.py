@@ -10,7 +10,7 @@ whole batch inside its ``output_batch``, so every connection writes its replies 
 deliveries once.  A store assigns message ids: positive integers, increasing in the order
 `append_to` was called.
 
-Session tokens (`spartan.tokens`) are kept here too, by their sha256 digest only, so that
+Session tokens (`spartan.core.tokens`) are kept here too, by their sha256 digest only, so that
 they survive a restart and are shared by the nodes of a cluster.
 
 Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,

@@ -56,7 +56,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO meta VALUES ('last_id', (SELECT COALESCE(MAX(id), 0) FROM messages))",
     ),
-    # 2 -> 3: session tokens (spartan.tokens), by their sha256 digest, never in clear.
+    # 2 -> 3: session tokens (spartan.core.tokens), by their sha256 digest, never in clear.
     (
         """CREATE TABLE tokens (
                digest  TEXT PRIMARY KEY,  -- sha256 of the token, hex

@@ -14,7 +14,7 @@ Theory of operation
   given with ``--web-origin``; every response carries a Content-Security-Policy that
   allows only the site's own scripts, styles and WebSocket; static files come only from
   inside ``static/`` (`spartan.web.site`).  Passwords travel only in ``LOGIN`` over the
-  WebSocket, and a reload logs in again with a session token (`spartan.tokens`).
+  WebSocket, and a reload logs in again with a session token (`spartan.core.tokens`).
 """
 
 from __future__ import annotations
