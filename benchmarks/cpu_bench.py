@@ -27,7 +27,7 @@ MEMBERS = [f"f{i}" for i in range(50)]
 PAIRS = [f"d{i}" for i in range(20)]
 
 
-def measure(rounds: int) -> dict:
+def measure(rounds: int, scale: float = 1.0) -> dict:
     """Run in the checkout on sys.path: ns of CPU per delivery (fan-out) and per message."""
     from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
@@ -75,19 +75,25 @@ def measure(rounds: int) -> dict:
             return f"SEND {target} {text}\n".encode()
         return f"PRIVMSG {target} :{text}\r\n".encode()
 
+    def drive(connections, reads: int, data_for, clear_every: int) -> float:
+        """CPU seconds for ``reads`` reads, each ``data_for(i)`` into one connection."""
+        start = time.process_time()
+        for i in range(reads):
+            index, data = data_for(i)
+            connections[index][0].dataReceived(data)
+            if i % clear_every == clear_every - 1:
+                clock.advance(0)
+                for _, transport in connections:
+                    transport.clear()
+        spent = time.process_time() - start
+        for protocol, _ in connections:
+            protocol.connectionLost(None)
+        return spent
+
     def fanout(protocol_name: str, reads: int) -> float:
         members = [connect(protocol_name, user) for user in MEMBERS]
         data = b"".join(send_line(protocol_name, "#fan", f"hello world {i}") for i in range(64))
-        start = time.process_time()
-        for i in range(reads):
-            members[i % 5][0].dataReceived(data)
-            if i % 10 == 9:
-                clock.advance(0)
-                for _, transport in members:
-                    transport.clear()
-        spent = time.process_time() - start
-        for protocol, _ in members:
-            protocol.connectionLost(None)
+        spent = drive(members, reads, lambda i: (i % 5, data), 10)
         return spent / (reads * 64 * (len(MEMBERS) - 1)) * 1e9
 
     def direct(protocol_name: str, reads: int) -> float:
@@ -99,23 +105,14 @@ def measure(rounds: int) -> dict:
             )
             for k in range(len(PAIRS))
         ]
-        start = time.process_time()
-        for i in range(reads):
-            k = i % len(PAIRS)
-            users[k][0].dataReceived(data[k])
-            if i % 20 == 19:
-                clock.advance(0)
-                for _, transport in users:
-                    transport.clear()
-        spent = time.process_time() - start
-        for protocol, _ in users:
-            protocol.connectionLost(None)
+        spent = drive(users, reads, lambda i: (i % len(PAIRS), data[i % len(PAIRS)]), 20)
         return spent / (reads * 32) * 1e9
 
     figures = {}
     for name in factories:
-        figures[f"{name} fan-out ns/delivery"] = min(fanout(name, 200) for _ in range(rounds))
-        figures[f"{name} one-to-one ns/message"] = min(direct(name, 2000) for _ in range(rounds))
+        reads = max(1, int(200 * scale)), max(1, int(2000 * scale))
+        figures[f"{name} fan-out ns/delivery"] = min(fanout(name, reads[0]) for _ in range(rounds))
+        figures[f"{name} one-to-one ns/message"] = min(direct(name, reads[1]) for _ in range(rounds))
     return figures
 
 

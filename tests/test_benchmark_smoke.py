@@ -152,3 +152,14 @@ def test_the_irc_codec_counts_pong_acknowledgements_and_fails_on_errors():
     assert "473" in IRC.login_error(b":spartan 001 x :Welcome\r\n:spartan 473 x #fan :Cannot join\r\n")
     motd = b":spartan 001 x :Welcome\r\n:spartan 372 x :- ERROR 404 is not an error\r\n"
     assert IRC.login_error(motd) is None
+
+
+def test_cpu_bench_measures_both_front_ends_through_the_servers_code():
+    from benchmarks import cpu_bench
+
+    figures = cpu_bench.measure(rounds=1, scale=0.05)
+    assert set(figures) == {
+        "native fan-out ns/delivery", "native one-to-one ns/message",
+        "irc fan-out ns/delivery", "irc one-to-one ns/message",
+    }  # fmt: skip
+    assert all(0 < value < 1e6 for value in figures.values())  # ns: a message, not a stall
