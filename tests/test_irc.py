@@ -13,6 +13,7 @@ from spartan.native import wire
 from spartan.core.chat import Chat
 from spartan.core.directory import Directory
 from spartan.irc import IRCGatewayFactory
+from spartan.irc.gateway import ACK_INTERVAL
 from spartan.irc.messages import MessageEncoder
 from spartan.store import StoredMessage
 from spartan.irc.lines import clean_text, format_line, parse_line, split_utf8
@@ -86,7 +87,7 @@ class IRCClient:
     def send(self, *lines: str, end: bytes = b"\r\n") -> None:
         for line in lines:
             self.protocol.dataReceived(line.encode("utf-8") + end)
-        self.clock.advance(0)  # let the batched acknowledgements run
+        self.clock.advance(0)
 
     def lines(self) -> list[str]:
         data = self.transport.value()
@@ -441,7 +442,9 @@ def test_unseen_direct_messages_on_connect_with_server_time() -> None:
         f"@time={wire.format_timestamp(START)} :bob!bob@irc.test PRIVMSG alice :first",
         f"@time={wire.format_timestamp(START + 60)} :charlie!charlie@irc.test PRIVMSG alice :second",
     ]
-    # Now they count as seen: a native session of alice finds nothing unseen.
+    # Once acknowledged (a moment after writing), they count as seen: a native session of
+    # alice finds nothing unseen.
+    world.clock.advance(ACK_INTERVAL)
     session, _ = world.native("alice")
     assert session.open("bob").result == ("bob", [])
     assert session.open("charlie").result == ("charlie", [])
@@ -460,10 +463,12 @@ def test_unseen_group_messages_on_join() -> None:
     assert lines[3] == (
         f"@time={wire.format_timestamp(START)} :bob!bob@irc.test PRIVMSG #group1 :before join"
     )
+    world.clock.advance(ACK_INTERVAL)
     assert world.native("alice")[0].open("#group1").result == ("#group1", [])
-    # Live messages in a joined channel count as seen once written.
+    # Live messages in a joined channel count as seen once written (and acknowledged).
     bob.send("#group1", "live")
-    alice.send()
+    assert world.native("alice")[0].open("#group1").result[1][0].text == "live"  # not yet
+    world.clock.advance(ACK_INTERVAL)
     assert world.native("alice")[0].open("#group1").result == ("#group1", [])
 
 

@@ -25,8 +25,9 @@ Theory of operation
   replies still queued and is written only if it was not already in a backlog.
 * IRC has no ACK: a message counts as seen once the peer's TCP has acknowledged the bytes
   that carried it (`spartan.net.sendqueue`): the gateway remembers where in its output
-  stream each message ends, and looks at the socket after writing (the next turn, then
-  less and less often while something is still unacknowledged).  A reader dropped for not
+  stream each message ends, and looks at the socket a little after writing (at most every
+  `ACK_INTERVAL`, then less and less often while something is still unacknowledged),
+  when the client quits, and when it is dropped.  A reader dropped for not
   reading never gets those acknowledgements: what it did not receive stays unseen and
   comes again on its next connection.  Where the socket cannot say (TLS), a message
   counts once it has left Twisted's buffer.
@@ -62,7 +63,9 @@ from spartan.net.connection import LineConnection, ReplySlot
 from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
-ACK_RECHECK, ACK_RECHECK_MAX = 0.005, 0.5  # seconds between looks at the kernel's queue
+# A connection acknowledges what it was shown at most this often (seconds), and looks
+# again, less and less often, while its peer has not acknowledged everything.
+ACK_INTERVAL, ACK_RECHECK_MAX = 0.05, 0.5
 # How an IRC server words the guard's reasons for closing (ERROR :Closing Link: nick (...)).
 _CLOSE_REASONS = {
     "rate-limited": "Excess Flood",
@@ -183,8 +186,6 @@ class IRCGateway(LineConnection):
     # -- the connection layer's questions, in IRC's words ----------------------------------------
 
     def connectionMade(self) -> None:
-        # A socket transport can say when its buffer is empty (see `_mark`).
-        self._socket = hasattr(self.transport, "producerPaused")
         self._choose_encoding()
         super().connectionMade()
 
@@ -241,10 +242,8 @@ class IRCGateway(LineConnection):
         self._marks = None
 
     def output_drained(self) -> None:
-        if self._marks and self.session is not None:  # (None, or an empty list: nothing)
-            if self._ack_call is not None and self._ack_call.active():
-                self._ack_call.cancel()
-            self._flush_acks()
+        if self._marks and self._ack_call is None and self.session is not None:
+            self._ack_call = self.factory.clock.callLater(ACK_INTERVAL, self._flush_acks)
 
     def _write(self, data: bytes) -> None:
         # Where each message ends in the output stream (`output_offset`), to acknowledge it
@@ -255,8 +254,6 @@ class IRCGateway(LineConnection):
                 self._mark(offset + end, label, message_id)
         self.output_offset += len(data)
         super()._write(data)
-        if self._socket and self._marks and not self.factory.batch.depth:
-            self.transport.producerPaused = True  # written at once: as in `flush`
 
     push = _write  # every byte goes through the count above
 
@@ -510,6 +507,8 @@ class IRCGateway(LineConnection):
     def irc_QUIT(self, params):
         reason = params[0] if params else "Client quit"
         self._quit_reason = f"Quit: {reason}"
+        if self._marks:
+            self._flush_acks()  # what its peer has counts, while the socket can still say
         self._error_and_close(self._quit_reason)
 
     def irc_AWAY(self, params):
@@ -602,7 +601,12 @@ class IRCGateway(LineConnection):
         self._shown[label] = message.id
         data = delivery.encoded(self._encode)
         self.output_offset = end = self.output_offset + len(data)
-        self._mark(end, label, message.id)
+        marks = self._marks  # `_mark` inline
+        if marks is None:
+            marks = self._marks = []
+        marks.append((end, label, message.id))
+        if self._ack_call is None:
+            self._ack_call = self.factory.clock.callLater(ACK_INTERVAL, self._flush_acks)
         pending = self._pending
         if pending is not None and not self.backlog.paused:
             pending.append(data)
@@ -628,16 +632,9 @@ class IRCGateway(LineConnection):
             marks = self._marks = []
         marks.append((end, label, message_id))  # each its own: the peer may stop mid-write
         if self._ack_call is None:
-            self._ack_call = self.factory.clock.callLater(0, self._flush_acks)
+            self._ack_call = self.factory.clock.callLater(ACK_INTERVAL, self._flush_acks)
 
-    def flush(self) -> None:
-        super().flush()
-        if self._socket and self._marks:
-            # A socket transport resumes a producer it believes paused once its buffer is
-            # empty: `output_drained` then looks at the socket right after the write.
-            self.transport.producerPaused = True
-
-    def _flush_acks(self, wait: float = ACK_RECHECK) -> None:
+    def _flush_acks(self, wait: float = ACK_INTERVAL) -> None:
         self._ack_call = None
         if self.session is None:
             return
