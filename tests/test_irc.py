@@ -325,6 +325,8 @@ def test_privmsg_from_irc_reaches_native_users() -> None:
     line = wire.parse_server_line(transport.value())
     assert (line.kind, line.conversation, line.sender, line.text) == ("MSG", "alice", "alice", "hi bob")
     transport.clear()
+    alice.send("JOIN #group1")
+    transport.clear()
     alice.send("PRIVMSG #group1 :hi all")
     line = wire.parse_server_line(transport.value())
     assert (line.conversation, line.sender, line.text) == ("#group1", "alice", "hi all")

@@ -238,6 +238,10 @@ class Chat:
     def is_online(self, user: str) -> bool:
         return user in self._sessions or self.peers.is_online(user)
 
+    def online_here(self) -> int:
+        """How many users have a session on this node."""
+        return len(self._sessions)
+
     def users(self) -> list[tuple[str, bool]]:
         """Every user, in directory order, with whether they are online (on any node)."""
         return [(user, self.is_online(user)) for user in self.directory.users]

@@ -38,6 +38,7 @@ Theory of operation
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections import deque
 from typing import NamedTuple
 
@@ -72,7 +73,9 @@ CAPABILITIES = ("server-time", "echo-message")
 
 # Commands whose first parameter names nicks or channels (IRC compares them
 # case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
-_NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
+_NAME_PARAMS = {
+    "NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE", "WHOWAS",
+}  # fmt: skip
 
 # A refused message, in IRC's words: ChatError code -> numeric and its text.
 _SEND_REFUSALS = {
@@ -80,6 +83,14 @@ _SEND_REFUSALS = {
     "bad-target": (N.ERR_NOSUCHNICK, "No such nick/channel"),
     "unknown-group": (N.ERR_NOSUCHCHANNEL, "No such channel"),
     "not-a-member": (N.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (members only)"),
+}
+
+
+# The list modes a client may ask for (MODE #chan b): the end of each (empty) list.
+_LIST_MODES = {
+    "b": (N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_ENDOFINVITELIST, "End of channel invite list"),
 }
 
 
@@ -141,6 +152,8 @@ class IRCGateway(LineConnection):
         self.channels: list[str] = []  # joined, in order of joining
         self._joining: set[str] = set()  # JOINs whose backlog is being read
         self.away: str | None = None
+        self.invisible = False  # user mode +i: accepted; Spartan shows presence to groups alike
+        self._unregistered = False  # counted in the roster's unregistered connections
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
         # What was written and is acknowledged once out: (end offset, label, id), in order.
@@ -202,7 +215,18 @@ class IRCGateway(LineConnection):
     def hang_up_words(self, code: str, sentence: str) -> bytes:
         return self._notice_line(sentence) + self._closing_line(_CLOSE_REASONS.get(code, sentence))
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.factory.roster.unregistered += 1
+        self._unregistered = True
+
+    def _registered(self) -> None:
+        if self._unregistered:
+            self._unregistered = False
+            self.factory.roster.unregistered -= 1
+
     def connection_ended(self) -> None:
+        self._registered()  # no longer counted either way
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
@@ -211,7 +235,7 @@ class IRCGateway(LineConnection):
         if not (self._dropped or self._kernel_says or self.backlog.paused):
             self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
         self._leave_all("QUIT", self._quit_reason or "Connection closed")
-        self.factory.roster.unregister(self)
+        self.factory.roster.unregister(self, self.factory.clock.seconds())
         self.session.logout()
         self.session = None
 
@@ -408,6 +432,7 @@ class IRCGateway(LineConnection):
             return None
         self.registration.logged_in()
         self.session = session
+        self._registered()
         self.factory.roster.register(self)
         self._welcome()
         return self._direct_backlog()
@@ -417,7 +442,7 @@ class IRCGateway(LineConnection):
         self._numeric(N.RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
         self._numeric(N.RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
         self._numeric(N.RPL_CREATED, f"This server was created {f.created}")
-        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "o", "nt", trailing=False)
+        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "i", "nt", trailing=False)
         self._numeric(
             N.RPL_ISUPPORT,
             "AWAYLEN=200",
@@ -428,10 +453,11 @@ class IRCGateway(LineConnection):
             "CHANTYPES=#",
             "NETWORK=Spartan",
             "NICKLEN=32",
-            "PREFIX=()",
+            "PREFIX=",
             f"MAXTARGETS={MAX_TARGETS}",
             "are supported by this server",
         )
+        self.irc_LUSERS([])
         self._motd()
 
     def _motd(self) -> None:
@@ -525,6 +551,11 @@ class IRCGateway(LineConnection):
         if target == self.nick:  # IRC lets one talk to oneself; Spartan stores nothing
             self.say(format_line(self.mask, command, target, text))
             return
+        if is_channel(target) and target not in self.channels and target not in self._joining:
+            if self._is_member(target):  # +n: only what joined may speak in a channel
+                if command != "NOTICE":
+                    self._numeric(N.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel (JOIN it first)")
+                return
         slot = _Sending(self, target, command)
         try:
             self.session.post(target, text, None, slot)
@@ -770,18 +801,37 @@ class IRCGateway(LineConnection):
     def irc_MODE(self, params):
         target = params[0]
         if is_channel(target):
-            if self._group_of(target) is None:
-                return None
-            if len(params) == 1:
-                return self._numeric(N.RPL_CHANNELMODEIS, target, "+nt", trailing=False)
-            if params[1].lstrip("+") == "b":
-                return self._numeric(N.RPL_ENDOFBANLIST, target, "End of channel ban list")
-            return self._numeric(N.ERR_CHANOPRIVSNEEDED, target, "Channel modes cannot be changed")
+            return self._channel_mode(target, params[1:])
         if target != self.nick:
             return self._numeric(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
         if len(params) == 1:
-            return self._numeric(N.RPL_UMODEIS, "+", trailing=False)
-        return self._numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+            return self._numeric(N.RPL_UMODEIS, "+i" if self.invisible else "+", trailing=False)
+        adding, changed, unknown = True, [], False
+        for flag in params[1]:
+            if flag in "+-":
+                adding = flag == "+"
+            elif flag == "i":
+                if self.invisible != adding:
+                    self.invisible = adding
+                    changed.append(("+" if adding else "-") + "i")
+            else:
+                unknown = True
+        if unknown:
+            self._numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        if changed:
+            self.say(format_line(self.mask, "MODE", self.nick, "".join(changed)))
+        return None
+
+    def _channel_mode(self, channel: str, change: list[str]) -> None:
+        if self._group_of(channel) is None:
+            return None
+        if not change:
+            self._numeric(N.RPL_CHANNELMODEIS, channel, "+nt", trailing=False)
+            return self._numeric(N.RPL_CREATIONTIME, channel, str(int(self.factory.started)), trailing=False)
+        end_of_list = _LIST_MODES.get(change[0].lstrip("+"))
+        if end_of_list is not None and len(change) == 1:  # a list query: the lists are empty
+            return self._numeric(end_of_list[0], channel, end_of_list[1])
+        return self._numeric(N.ERR_CHANOPRIVSNEEDED, channel, "Channel modes cannot be changed")
 
     # -- users --------------------------------------------------------------------------------
 
@@ -826,6 +876,56 @@ class IRCGateway(LineConnection):
         return None
 
 
+    def irc_USERHOST(self, params):
+        f, found = self.factory, []
+        for nick in params[:5]:
+            nick = f.canonical(nick)
+            if self.chat.is_online(nick):
+                here = "-" if f.roster.away(nick) is not None else "+"
+                found.append(f"{nick}={here}{f.roster.ident(nick)}@{f.server_name}")
+        self._numeric(N.RPL_USERHOST, " ".join(found))
+
+    def irc_WHOWAS(self, params):
+        if not params or not params[0]:
+            return self._numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        f = self.factory
+        count = int(params[1]) if len(params) > 1 and params[1].lstrip("-").isdigit() else 0
+        for nick in params[0].split(",")[:MAX_TARGETS]:
+            entries = f.roster.was(f.canonical(nick))
+            if not entries:
+                self._numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+            for entry in entries[:count] if count > 0 else entries:
+                self._numeric(N.RPL_WHOWASUSER, entry.nick, entry.ident, f.server_name, "*", entry.realname)
+                self._numeric(N.RPL_WHOISSERVER, entry.nick, f.server_name, _ctime(entry.when))
+        self._numeric(N.RPL_ENDOFWHOWAS, params[0], "End of WHOWAS")
+        return None
+
+    # -- the server ---------------------------------------------------------------------------
+
+    def irc_LUSERS(self, params):
+        f, chat = self.factory, self.chat
+        everywhere = sum(1 for _, online in chat.users() if online)
+        here = chat.online_here()
+        f.users_peak = peak = max(f.users_peak, everywhere)
+        self._numeric(N.RPL_LUSERCLIENT, f"There are {everywhere} users and 0 invisible on 1 servers")
+        self._numeric(N.RPL_LUSERUNKNOWN, str(f.roster.unregistered), "unknown connection(s)")
+        self._numeric(N.RPL_LUSERCHANNELS, str(len(chat.directory.groups)), "channels formed")
+        self._numeric(N.RPL_LUSERME, f"I have {here} clients and 1 servers")
+        self._numeric(N.RPL_LOCALUSERS, str(here), str(peak), f"Current local users {here}, max {peak}")
+        self._numeric(
+            N.RPL_GLOBALUSERS, str(everywhere), str(peak), f"Current global users {everywhere}, max {peak}"
+        )
+
+    def irc_TIME(self, params):
+        now = self.factory.clock.seconds()
+        self._numeric(N.RPL_TIME, self.factory.server_name, str(int(now)), "0", _ctime(now))
+
+
+def _ctime(when: float) -> str:
+    """A time as IRC servers write it for people: ``Sun Nov 29 2026 -- 20:35:30 +00:00``."""
+    return time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(when))
+
+
 # The command table: handler, minimum parameters (else ERR_NEEDMOREPARAMS), and whether
 # it may come before registration.  A command not here is ERR_UNKNOWNCOMMAND.
 COMMANDS: dict[str, Command] = {
@@ -848,4 +948,8 @@ COMMANDS: dict[str, Command] = {
     "MODE": Command("irc_MODE", 1),
     "WHO": Command("irc_WHO"),
     "WHOIS": Command("irc_WHOIS"),
+    "WHOWAS": Command("irc_WHOWAS"),
+    "USERHOST": Command("irc_USERHOST", 1),
+    "LUSERS": Command("irc_LUSERS"),
+    "TIME": Command("irc_TIME"),
 }
