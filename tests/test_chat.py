@@ -17,9 +17,16 @@ class Inbox:
 
     def __init__(self):
         self.deliveries = []
+        self.events = []
 
     def receive(self, delivery):
         self.deliveries.append(delivery)
+
+    def topic_changed(self, group, topic):
+        self.events.append(("topic", group, topic))
+
+    def presence(self, user, online, session):
+        self.events.append(("presence", user, online))
 
     @property
     def texts(self):

@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 
-from spartan.store import StoredMessage
+from spartan.store import StoredMessage, Topic
 from spartan.store.memory import MemoryStore
 from spartan.store.sqlite import SQLiteStore
 
@@ -213,3 +213,16 @@ async def test_unseen_counts_count_what_others_sent_after_the_seen_position(make
         await store.mark_seen("alice", B, 10**6)
         assert await store.unseen_counts("alice", [A, B]) == {A: (2, a1.id + 1)}
         assert await store.unseen_counts("bob", [A]) == {A: (1, counts[B][1] - 1)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_topics_are_kept_per_conversation_and_replaced_whole(make_store):
+    async with opened(make_store()) as store:
+        assert await store.topic(B) is None
+        await store.set_topic(B, Topic("plans for friday", "alice", 1000.5))
+        await store.set_topic("group:other", Topic("elsewhere", "bob", 1001.0))
+        assert await store.topic(B) == Topic("plans for friday", "alice", 1000.5)
+        await store.set_topic(B, Topic("", "bob", 1002.25))
+        assert await store.topic(B) == Topic("", "bob", 1002.25)
+        assert await store.topic("group:other") == Topic("elsewhere", "bob", 1001.0)
+        assert await store.topic(A) is None

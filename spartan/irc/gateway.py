@@ -45,7 +45,7 @@ from typing import NamedTuple
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.python.failure import Failure
 
-from spartan.core.chat import Delivery
+from spartan.core.chat import NOTICE_PREFIX, TOPIC_MAX, Delivery
 from spartan.core.errors import ChatError
 from spartan.core.names import GROUP_PREFIX, is_name
 from spartan.irc import numerics as N
@@ -453,6 +453,7 @@ class IRCGateway(LineConnection):
             "CHANTYPES=#",
             "NETWORK=Spartan",
             "NICKLEN=32",
+            f"TOPICLEN={TOPIC_MAX}",
             "PREFIX=",
             f"MAXTARGETS={MAX_TARGETS}",
             "are supported by this server",
@@ -540,6 +541,8 @@ class IRCGateway(LineConnection):
             if not quiet and not params[1].startswith("\x01"):
                 self._numeric(N.ERR_NOTEXTTOSEND, "No text to send")
             return None
+        if quiet and not text.startswith(NOTICE_PREFIX):
+            text = NOTICE_PREFIX + text  # stored as a notice, shown as one everywhere
         for target in targets:
             self._send_one(target, text, command)
         return None
@@ -549,7 +552,7 @@ class IRCGateway(LineConnection):
 
     def _send_one(self, target: str, text: str, command: str) -> None:
         if target == self.nick:  # IRC lets one talk to oneself; Spartan stores nothing
-            self.say(format_line(self.mask, command, target, text))
+            self.say(format_line(self.mask, command, target, text.removeprefix(NOTICE_PREFIX)))
             return
         if is_channel(target) and target not in self.channels and target not in self._joining:
             if self._is_member(target):  # +n: only what joined may speak in a channel
@@ -681,19 +684,25 @@ class IRCGateway(LineConnection):
                 continue
             # The backlog is read first, so that nothing pushed meanwhile comes before it.
             self._joining.add(channel)
-            d = self.session.open(channel)
+            d = self._read_channel(channel)
             d.addBoth(self._join_read, channel)
             self._answer_later(d)
         return None
+
+    @inlineCallbacks
+    def _read_channel(self, channel: str):
+        """(label, unseen messages, topic) of a channel being joined."""
+        label, unseen = yield self.session.open(channel)
+        _, topic = yield self.session.topic(channel)
+        return label, unseen, topic
 
     def _join_read(self, result, channel: str):
         self._joining.discard(channel)
         if isinstance(result, Failure):
             return result  # the connection layer answers it
-        label, unseen = result
-        return self._collect(self._joined, channel, label, unseen)
+        return self._collect(self._joined, channel, *result)
 
-    def _joined(self, channel: str, label: str, unseen) -> None:
+    def _joined(self, channel: str, label: str, unseen, topic) -> None:
         if channel in self.channels or self._closing:
             return
         roster = self.factory.roster
@@ -703,7 +712,9 @@ class IRCGateway(LineConnection):
         line = format_line(self.mask, "JOIN", channel, trailing=False)
         if announce:
             roster.broadcast(channel, line, exclude=self.nick)
-        self.say(line)  # no RPL_TOPIC: Spartan groups have no topic
+        self.say(line)
+        if topic is not None:
+            self._topic_numerics(channel, topic)
         self._names(channel)
         self._replay([(m, label) for m in unseen])
 
@@ -740,9 +751,17 @@ class IRCGateway(LineConnection):
                         peer.tell(line)
         self.channels = []
 
-    def _topic(self, channel: str) -> str:
+    def _list_topic(self, channel: str) -> str:
         members = self.chat.members(channel[1:]) or ()
         return f"Spartan group {channel[1:]}: {', '.join(members)}"
+
+    def _topic_numerics(self, channel: str, topic) -> None:
+        self._numeric(N.RPL_TOPIC, channel, topic.text)
+        self._numeric(N.RPL_TOPICWHOTIME, channel, self.factory.encoder.mask(topic.setter),
+                      str(int(topic.timestamp)), trailing=False)  # fmt: skip
+
+    def _topic_line(self, channel: str, topic) -> bytes:
+        return format_line(self.factory.encoder.mask(topic.setter), "TOPIC", channel, topic.text)
 
     def irc_TOPIC(self, params):
         channel = params[0]
@@ -750,12 +769,40 @@ class IRCGateway(LineConnection):
             return None
         if channel not in self.channels:
             return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
-        if len(params) > 1:
-            return self._numeric(
-                N.ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
-            )
-        self._numeric(N.RPL_NOTOPIC, channel, "No topic is set")
+        if len(params) == 1:
+            d = self.session.topic(channel)
+            d.addCallback(lambda found: self._collect(self._told_topic, channel, found[1]))
+        else:
+            d = self.session.set_topic(channel, clean_text(params[1]))
+            d.addCallback(lambda done: self._topic_line(channel, done[1]))
+        self._answer_later(d)
         return None
+
+    def _told_topic(self, channel: str, topic) -> None:
+        if topic is None:
+            self._numeric(N.RPL_NOTOPIC, channel, "No topic is set")
+        else:
+            self._topic_numerics(channel, topic)
+
+    def topic_changed(self, group: str, topic) -> None:
+        """The core: a member set ``group``'s topic elsewhere; shown if it is joined."""
+        if group in self.channels:
+            self.tell(self._topic_line(group, topic))
+
+    def presence(self, user: str, online: bool, session) -> None:
+        """The core: ``user`` came online or went offline.  Users online only through the
+        native protocol are in the channels of their groups (`_visible`): their coming
+        and going is a JOIN or a QUIT there.  An IRC connection's own are its JOIN/PART."""
+        roster = self.factory.roster
+        if isinstance(session.client, IRCGateway) or roster.is_on_irc(user) or self._closing:
+            return
+        shared = [c for c in self.channels if user in (self.chat.members(c[1:]) or ())]
+        mask = self.factory.encoder.mask(user)
+        if online:
+            for channel in shared:
+                self.tell(format_line(mask, "JOIN", channel, trailing=False))
+        elif shared:
+            self.tell(format_line(mask, "QUIT", "Offline"))
 
     def _visible(self, channel: str) -> list[str]:
         """Who is in a channel: members who joined over IRC or are online natively."""
@@ -795,7 +842,7 @@ class IRCGateway(LineConnection):
         for group, _ in self.session.groups():
             channel = GROUP_PREFIX + group
             if wanted is None or channel in wanted:
-                self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
+                self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), self._list_topic(channel))
         self._numeric(N.RPL_LISTEND, "End of /LIST")
 
     def irc_MODE(self, params):

@@ -95,6 +95,12 @@ class NativeProtocol(LineConnection):
     def receive(self, delivery: Delivery) -> None:
         self.push(delivery.encoded(encode_delivery))
 
+    def topic_changed(self, group: str, topic) -> None:
+        self.push_in_order(lambda: wire.format_push("TOPIC", *_topic_fields(group, topic)))
+
+    def presence(self, user: str, online: bool, session) -> None:
+        pass  # native clients ask (USERS) when they want to know
+
     def _login(self, command: wire.Login):
         if self.session is not None or self._logging_in:
             raise ChatError("already-logged-in", "This connection is already logged in.")
@@ -169,6 +175,20 @@ def _ack(protocol, session, command):
     )
 
 
+def _topic_fields(label: str, topic) -> list[str]:
+    if topic is None:
+        return wire.format_topic_fields(label, None, 0.0, "")
+    return wire.format_topic_fields(label, topic.setter, topic.timestamp, topic.text)
+
+
+def _topic(protocol, session, command):
+    if command.text is None:
+        d = session.topic(command.target)
+    else:
+        d = session.set_topic(command.target, command.text)
+    return d.addCallback(lambda result: wire.format_ok("TOPIC", *_topic_fields(*result)))
+
+
 def _history(protocol, session, command):
     def answer(result):
         label, messages = result
@@ -194,6 +214,7 @@ _AFTER_LOGIN = {
     wire.Open: _open,
     wire.Ack: _ack,
     wire.History: _history,
+    wire.Topic: _topic,
 }
 
 

@@ -11,7 +11,8 @@ deliveries once.  A store assigns message ids: positive integers, increasing in 
 `append_to` was called.
 
 Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
-sorted) or ``group:group1``.
+sorted) or ``group:group1``.  A conversation may have a `Topic` (groups do): one per key,
+replaced whole when set.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class StoredMessage:
     sender: str
     text: str
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    text: str  # empty: no topic (it was cleared)
+    setter: str
+    timestamp: float  # seconds since the epoch, UTC
 
 
 class StoreError(Exception):
@@ -105,6 +113,12 @@ class MessageStore(Protocol):
 
     def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
         """Move the seen position forward (never back); fire with the new position."""
+
+    def topic(self, conversation: str) -> Deferred[Topic | None]:
+        """The topic last set for ``conversation`` (None: never set)."""
+
+    def set_topic(self, conversation: str, topic: Topic) -> Deferred[None]:
+        """Replace the topic of ``conversation``; fires once it is durable."""
 
     def unseen_counts(
         self, user: str, conversations: Iterable[str]

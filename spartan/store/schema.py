@@ -27,7 +27,7 @@ import sqlite3
 from spartan.store import StoreError
 
 APPLICATION_ID = 0x5350_5254  # "SPRT"
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 SYNC_MODES = ("full", "normal")
 
 # MIGRATIONS[n] takes a database from version n to version n + 1.
@@ -55,6 +55,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
                WHERE client_id IS NOT NULL""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO meta VALUES ('last_id', (SELECT COALESCE(MAX(id), 0) FROM messages))",
+    ),
+    # 2 -> 3: conversation topics (a group's), the last one set.
+    (
+        """CREATE TABLE topics (
+               conversation TEXT PRIMARY KEY,
+               text         TEXT NOT NULL,        -- empty: cleared
+               setter       TEXT NOT NULL,
+               timestamp    REAL NOT NULL) WITHOUT ROWID""",
     ),
 ]
 assert len(MIGRATIONS) == CURRENT_VERSION
