@@ -15,16 +15,18 @@ from pathlib import Path
 from irctest.basecontrollers import BaseServerController, DirectoryBasedController
 from irctest.runner import NotImplementedByController
 
-# Nicks and channels the server tests use (found in irctest/server_tests).
+# Nicks and channels the server tests use (found in irctest/server_tests), except those
+# the tests mean not to exist (#nonexistent, ...).
 NICKS = """
 foo bar baz qux nick nick1 nick2 nick3 nick4 alice bob carol charlie dave eve evan joe
 mallory user user1 user2 user3 user4 userOne userTwo usernick otherNick sender chanop
 modegettr joiner check chk curious first second guest1 guest2 guest3 ircop root schmoe
-shivaram unprivileged unrelated buzz nonweb Bar Baz Claire foobar foo1 foo2 bar1 bar2
+shivaram unprivileged unrelated buzz nonweb Bar Baz Claire botnick carl carmen netcat
+observer recver web coolNick
 """.split()
 CHANNELS = """
 chan test chan1 chan2 bar auditorium alice channel gen bar_two Foo qux xyz unrelated
-how fooa foo f c90076 otherchan baz test_channel real_channel
+how fooa foo f c ch c90076 otherchan baz test_channel real_channel valid
 """.split()
 
 TWISTD = os.environ.get("SPARTAN_TWISTD", str(Path(sys.prefix) / "bin" / "twistd"))

@@ -442,13 +442,13 @@ class IRCGateway(LineConnection):
         self._numeric(N.RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
         self._numeric(N.RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
         self._numeric(N.RPL_CREATED, f"This server was created {f.created}")
-        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "i", "nt", trailing=False)
+        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "i", "n", trailing=False)
         self._numeric(
             N.RPL_ISUPPORT,
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
             "CHANLIMIT=#:",
-            "CHANMODES=,,,nt",
+            "CHANMODES=,,,n",
             "CHANNELLEN=33",
             "CHANTYPES=#",
             "NETWORK=Spartan",
@@ -873,7 +873,7 @@ class IRCGateway(LineConnection):
         if self._group_of(channel) is None:
             return None
         if not change:
-            self._numeric(N.RPL_CHANNELMODEIS, channel, "+nt", trailing=False)
+            self._numeric(N.RPL_CHANNELMODEIS, channel, "+n", trailing=False)
             return self._numeric(N.RPL_CREATIONTIME, channel, str(int(self.factory.started)), trailing=False)
         end_of_list = _LIST_MODES.get(change[0].lstrip("+"))
         if end_of_list is not None and len(change) == 1:  # a list query: the lists are empty
