@@ -116,3 +116,17 @@ def test_channel_message_needs_a_join() -> None:
     alice.send("JOIN #group1")
     alice.ask("PRIVMSG #group1 :joined")
     assert [d.message.text for d in bob.deliveries] == ["joined"]
+
+
+def test_an_invisible_user_is_hidden_from_who_masks_of_strangers() -> None:
+    world = World()
+    alice = world.register("alice")
+    bob = world.register("bob")
+    bob.send("MODE bob +i")
+    assert numerics(alice.ask("WHO b*")) == ["315"]
+    assert numerics(alice.ask("WHO bob")) == ["352", "315"]  # by its nick: found
+    by = {line.split(" ")[1]: line for line in alice.ask("LUSERS")}
+    assert "There are 1 users and 1 invisible" in by["251"]
+    alice.send("JOIN #group1")
+    bob.send("JOIN #group1")
+    assert numerics(alice.ask("WHO b*")) == ["352", "315"]  # they share a channel

@@ -152,7 +152,7 @@ class IRCGateway(LineConnection):
         self.channels: list[str] = []  # joined, in order of joining
         self._joining: set[str] = set()  # JOINs whose backlog is being read
         self.away: str | None = None
-        self.invisible = False  # user mode +i: accepted; Spartan shows presence to groups alike
+        self.invisible = False  # user mode +i: hidden from WHO masks of users sharing no channel
         self._unregistered = False  # counted in the roster's unregistered connections
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
@@ -897,10 +897,16 @@ class IRCGateway(LineConnection):
                 for nick in self._visible(mask):
                     self._who_line(mask, nick)
         else:
-            pattern = mask.casefold()
+            pattern, roster = mask.casefold(), self.factory.roster
+            wildcard = any(c in mask for c in "*?")
+            mine = set(self.channels)
             for user, online in self.chat.users():
-                if online and fnmatch.fnmatchcase(user.casefold(), pattern):
-                    self._who_line("*", user)
+                if not online or not fnmatch.fnmatchcase(user.casefold(), pattern):
+                    continue
+                if wildcard and user != self.nick and roster.invisible(user):
+                    if not mine.intersection(roster.channels_of(user)):
+                        continue  # +i: found by its nick, or by who shares a channel
+                self._who_line("*", user)
         self._numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
     def irc_WHOIS(self, params):
@@ -951,10 +957,14 @@ class IRCGateway(LineConnection):
 
     def irc_LUSERS(self, params):
         f, chat = self.factory, self.chat
-        everywhere = sum(1 for _, online in chat.users() if online)
-        here = chat.online_here()
+        online = [user for user, is_online in chat.users() if is_online]
+        everywhere, here = len(online), chat.online_here()
+        invisible = sum(1 for user in online if f.roster.invisible(user))
         f.users_peak = peak = max(f.users_peak, everywhere)
-        self._numeric(N.RPL_LUSERCLIENT, f"There are {everywhere} users and 0 invisible on 1 servers")
+        self._numeric(
+            N.RPL_LUSERCLIENT,
+            f"There are {everywhere - invisible} users and {invisible} invisible on 1 servers",
+        )
         self._numeric(N.RPL_LUSERUNKNOWN, str(f.roster.unregistered), "unknown connection(s)")
         self._numeric(N.RPL_LUSERCHANNELS, str(len(chat.directory.groups)), "channels formed")
         self._numeric(N.RPL_LUSERME, f"I have {here} clients and 1 servers")

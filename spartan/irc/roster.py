@@ -31,6 +31,7 @@ class RosterMember(Protocol):
     ident: str
     realname: str
     away: str | None
+    invisible: bool
     channels: list[str]
 
     def tell(self, line: bytes) -> None: ...
@@ -88,6 +89,10 @@ class Roster:
 
     def realname(self, nick: str) -> str:
         return next((m.realname for m in self.nicks.get(nick, ()) if m.realname), nick)
+
+    def invisible(self, nick: str) -> bool:
+        """Whether ``nick`` set user mode +i (on any of its IRC connections)."""
+        return any(m.invisible for m in self.nicks.get(nick, ()))
 
     def away(self, nick: str) -> str | None:
         """The away message of ``nick`` if it is away on every IRC connection."""
