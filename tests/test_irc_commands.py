@@ -130,3 +130,47 @@ def test_an_invisible_user_is_hidden_from_who_masks_of_strangers() -> None:
     alice.send("JOIN #group1")
     bob.send("JOIN #group1")
     assert numerics(alice.ask("WHO b*")) == ["352", "315"]  # they share a channel
+
+
+def test_whox_gives_the_fields_asked_for_in_whox_order() -> None:
+    world = World()
+    alice = world.register("alice")
+    world.register("bob").send("AWAY :out")
+    lines = alice.ask("WHO bob %rnft,42")
+    assert lines == [":irc.test 354 alice 42 bob G :Bob Example", ":irc.test 315 alice bob :End of WHO list"]
+    (full, _) = alice.ask("WHO bob %tcuihsnfdlaor,7")
+    assert full == ":irc.test 354 alice 7 * bob 255.255.255.255 irc.test irc.test bob G 0 0 0 n/a :Bob Example"
+    assert alice.ask("WHO bob %n")[0] == ":irc.test 354 alice :bob"
+
+
+def test_help_lists_the_commands_and_explains_one() -> None:
+    world = World()
+    alice = world.register("alice")
+    lines = alice.ask("HELP")
+    assert numerics(lines)[0] == "704" and numerics(lines)[-1] == "706"
+    assert set(numerics(lines)[1:-1]) == {"705"} and any("TOPIC" in line for line in lines)
+    lines = alice.ask("HELPOP topic")
+    assert lines[0] == ":irc.test 704 alice TOPIC :TOPIC <#group> [:<text>]"
+    assert numerics(lines) == ["704", "705", "706"]
+    assert numerics(alice.ask("HELP FROB")) == ["524"]
+
+
+def test_invite_nudges_a_member_and_kick_is_refused() -> None:
+    world = World()
+    alice = world.register("alice")
+    bob = world.register("bob")
+    eve = world.register("eve")
+    assert numerics(alice.ask("INVITE bob #group1")) == ["442"]  # not on it
+    alice.send("JOIN #group1")
+    alice.lines()
+    assert numerics(alice.ask("INVITE charlie #group1")) == ["401"]  # not online
+    assert numerics(alice.ask("INVITE eve #group1")) == ["482"]  # not a member
+    assert alice.ask("INVITE bob #group1") == [":irc.test 341 alice bob #group1"]
+    assert bob.lines() == [":alice!alice@irc.test INVITE bob #group1"]
+    assert eve.lines() == []
+    bob.send("JOIN #group1")
+    assert numerics(alice.ask("INVITE bob #group1")) == ["443"]
+    assert numerics(alice.ask("KICK #group1 bob :bye")) == ["482"]
+    assert numerics(alice.ask("KICK #group1 charlie")) == ["441"]
+    assert numerics(alice.ask("KICK #nosuch bob")) == ["403"]
+    assert numerics(eve.ask("KICK #group1 bob")) == ["442"]

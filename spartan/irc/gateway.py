@@ -75,6 +75,7 @@ CAPABILITIES = ("server-time", "echo-message")
 # case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
 _NAME_PARAMS = {
     "NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE", "WHOWAS",
+    "KICK",
 }  # fmt: skip
 
 # A refused message, in IRC's words: ChatError code -> numeric and its text.
@@ -85,6 +86,8 @@ _SEND_REFUSALS = {
     "not-a-member": (N.ERR_CANNOTSENDTOCHAN, "Cannot send to channel (members only)"),
 }
 
+
+_WHOX_ORDER = "tcuihsnfdlaor"  # WHOX replies hold the fields asked for in this order
 
 # The list modes a client may ask for (MODE #chan b): the end of each (empty) list.
 _LIST_MODES = {
@@ -454,6 +457,7 @@ class IRCGateway(LineConnection):
             "NETWORK=Spartan",
             "NICKLEN=32",
             f"TOPICLEN={TOPIC_MAX}",
+            "WHOX",
             "PREFIX=",
             f"MAXTARGETS={MAX_TARGETS}",
             "are supported by this server",
@@ -804,6 +808,40 @@ class IRCGateway(LineConnection):
         elif shared:
             self.tell(format_line(mask, "QUIT", "Offline"))
 
+    def irc_INVITE(self, params):
+        """A nudge to join: groups are the directory's, so only members can be invited,
+        and the invitation adds nobody."""
+        nick, channel = self.factory.canonical(params[0]), self.factory.canonical(params[1])
+        found = self._group_of(channel)
+        if found is None:
+            return None
+        if channel not in self.channels:
+            return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        roster = self.factory.roster
+        if not roster.is_on_irc(nick) and not self.chat.is_online(nick):
+            return self._numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        if nick not in found[1]:
+            return self._numeric(
+                N.ERR_CHANOPRIVSNEEDED, channel, f"{nick} is not a member: the directory says who is"
+            )
+        if roster.in_channel(channel, nick):
+            return self._numeric(N.ERR_USERONCHANNEL, nick, channel, "is already on channel")
+        self._numeric(N.RPL_INVITING, nick, channel, trailing=False)
+        line = format_line(self.mask, "INVITE", nick, channel, trailing=False)
+        for connection in roster.nicks.get(nick, ()):
+            connection.tell(line)
+        return None
+
+    def irc_KICK(self, params):
+        channel, nick = params[0], self.factory.canonical(params[1])
+        if self._group_of(channel) is None:
+            return None
+        if channel not in self.channels:
+            return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        if not self.factory.roster.in_channel(channel, nick):
+            return self._numeric(N.ERR_USERNOTINCHANNEL, nick, channel, "They aren't on that channel")
+        return self._numeric(N.ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no operators: nobody is kicked")
+
     def _visible(self, channel: str) -> list[str]:
         """Who is in a channel: members who joined over IRC or are online natively."""
         roster, chat = self.factory.roster, self.chat
@@ -882,20 +920,36 @@ class IRCGateway(LineConnection):
 
     # -- users --------------------------------------------------------------------------------
 
-    def _who_line(self, channel: str, nick: str) -> None:
+    def _who_line(self, channel: str, nick: str, whox: tuple[str, str] | None) -> None:
+        """One WHO reply: 352, or with WHOX (``%fields,token``) 354 holding the fields
+        asked for, always in WHOX's order."""
         f = self.factory
         flags = "G" if f.away_message(nick) is not None else "H"
-        self._numeric(
-            N.RPL_WHOREPLY, channel, f.roster.ident(nick), f.server_name, f.server_name,
-            nick, flags, f"0 {f.roster.realname(nick)}",
-        )  # fmt: skip
+        ident, realname = f.roster.ident(nick), f.roster.realname(nick)
+        if whox is None:
+            return self._numeric(
+                N.RPL_WHOREPLY, channel, ident, f.server_name, f.server_name, nick, flags,
+                f"0 {realname}",
+            )  # fmt: skip
+        fields, token = whox
+        values = {
+            "t": token, "c": channel, "u": ident, "i": "255.255.255.255", "h": f.server_name,
+            "s": f.server_name, "n": nick, "f": flags, "d": "0", "l": "0",
+            "a": "0",  # no services account: the nick is the Spartan user
+            "o": "n/a", "r": realname,
+        }  # fmt: skip
+        return self._numeric(N.RPL_WHOSPCRPL, *(values[c] for c in _WHOX_ORDER if c in fields))
 
     def irc_WHO(self, params):
         mask = params[0] if params and params[0] else "*"
+        whox = None
+        if len(params) > 1 and params[1].startswith("%"):
+            fields, _, token = params[1][1:].partition(",")
+            whox = (fields, token[:3] if token.isdigit() else "0")
         if is_channel(mask):
             if self._is_member(mask):
                 for nick in self._visible(mask):
-                    self._who_line(mask, nick)
+                    self._who_line(mask, nick, whox)
         else:
             pattern, roster = mask.casefold(), self.factory.roster
             wildcard = any(c in mask for c in "*?")
@@ -906,7 +960,7 @@ class IRCGateway(LineConnection):
                 if wildcard and user != self.nick and roster.invisible(user):
                     if not mine.intersection(roster.channels_of(user)):
                         continue  # +i: found by its nick, or by who shares a channel
-                self._who_line("*", user)
+                self._who_line("*", user, whox)
         self._numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
     def irc_WHOIS(self, params):
@@ -973,6 +1027,25 @@ class IRCGateway(LineConnection):
             N.RPL_GLOBALUSERS, str(everywhere), str(peak), f"Current global users {everywhere}, max {peak}"
         )
 
+    def irc_HELP(self, params):
+        subject = params[0].upper() if params and params[0] else ""
+        if subject and subject not in HELP:
+            return self._numeric(N.ERR_HELPNOTFOUND, params[0], "No help available on this topic")
+        if subject:
+            usage, what = HELP[subject]
+            lines = [usage, what]
+        else:
+            subject = "index"
+            lines = ["Spartan: your nick is your user name, channels are your groups.", "Commands:"]
+            names = sorted(HELP)
+            lines.extend(" ".join(names[i : i + 8]) for i in range(0, len(names), 8))
+            lines.append("HELP <command> tells more.")
+        self._numeric(N.RPL_HELPSTART, subject, lines[0])
+        for line in lines[1:]:
+            self._numeric(N.RPL_HELPTXT, subject, line)
+        self._numeric(N.RPL_ENDOFHELP, subject, "End of /HELP")
+        return None
+
     def irc_TIME(self, params):
         now = self.factory.clock.seconds()
         self._numeric(N.RPL_TIME, self.factory.server_name, str(int(now)), "0", _ctime(now))
@@ -1009,4 +1082,36 @@ COMMANDS: dict[str, Command] = {
     "USERHOST": Command("irc_USERHOST", 1),
     "LUSERS": Command("irc_LUSERS"),
     "TIME": Command("irc_TIME"),
+    "HELP": Command("irc_HELP"),
+    "HELPOP": Command("irc_HELP"),
+    "INVITE": Command("irc_INVITE", 2),
+    "KICK": Command("irc_KICK", 2),
+}
+
+# What HELP says of each command: usage, then what it does.
+HELP: dict[str, tuple[str, str]] = {
+    "AWAY": ("AWAY [:<message>]", "Mark yourself away (no message: back)."),
+    "CAP": ("CAP LS|REQ|LIST|END", "Capabilities: server-time, echo-message."),
+    "HELP": ("HELP [<command>]", "This help."),
+    "INVITE": ("INVITE <nick> <#group>", "Nudge a member of the group to join its channel."),
+    "JOIN": ("JOIN <#group>[,<#group>...]", "Join a group's channel (members only); its unseen messages follow."),
+    "KICK": ("KICK <#group> <nick>", "Refused: Spartan groups have no operators."),
+    "LIST": ("LIST", "Your groups."),
+    "LUSERS": ("LUSERS", "How many users are online."),
+    "MODE": ("MODE <nick> [+i|-i] | MODE <#group> [b|e|I]", "User mode +i; channels are +n."),
+    "MOTD": ("MOTD", "The message of the day."),
+    "NAMES": ("NAMES <#group>", "Who is in a channel."),
+    "NICK": ("NICK <user>", "Your Spartan user name (fixed once registered)."),
+    "NOTICE": ("NOTICE <nick|#group> :<text>", "A message that must never be answered automatically."),
+    "PART": ("PART <#group> [:<reason>]", "Leave a channel (you stay a member of the group)."),
+    "PASS": ("PASS <password>", "Your Spartan password, before NICK and USER."),
+    "PING": ("PING <token>", "Check the connection."),
+    "PRIVMSG": ("PRIVMSG <nick|#group> :<text>", "Send a message; offline users get it when they connect."),
+    "QUIT": ("QUIT [:<reason>]", "Leave."),
+    "TIME": ("TIME", "The server's time."),
+    "TOPIC": ("TOPIC <#group> [:<text>]", "The group's topic; any member may set it."),
+    "USERHOST": ("USERHOST <nick> [<nick>...]", "Who of these is online, and away."),
+    "WHO": ("WHO <#group|nick|mask> [%<fields>[,<token>]]", "Who is there (WHOX fields with %)."),
+    "WHOIS": ("WHOIS <nick>", "About a user."),
+    "WHOWAS": ("WHOWAS <nick> [<count>]", "The IRC connections of a nick that ended."),
 }
