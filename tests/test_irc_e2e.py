@@ -349,3 +349,29 @@ def test_sic_sets_a_topic_gets_a_notice_and_acts(server) -> None:
         proc.stdin.close()
         proc.stdout.close()
         bob.close()
+
+
+def test_what_irc_clients_send_on_connect_is_answered_as_an_ircd_would(server) -> None:
+    native_port, irc_port = server
+    bob = native_client(native_port, "bob")
+    alice = irc_client(irc_port, "alice")
+    # irssi's first lines after registration, then a message before joining.
+    alice.send("MODE alice +i", "MODE #group1", "MODE #group1 b", "MODE #group1 e", "MODE #group1 I")
+    alice.expect(r"^:alice!alice@irc\.test MODE alice :\+i$")
+    alice.expect(r"^:irc\.test 324 alice #group1 \+n$")
+    alice.expect(r"^:irc\.test 329 alice #group1 \d+$")
+    alice.expect(r"^:irc\.test 368 alice #group1 ")
+    alice.expect(r"^:irc\.test 349 alice #group1 ")
+    alice.expect(r"^:irc\.test 347 alice #group1 ")
+    alice.send("PRIVMSG #group1 :not joined yet")
+    alice.expect(r"^:irc\.test 404 alice #group1 ")
+    alice.send("JOIN #group1", "PRIVMSG #group1 :\x02bold\x02 \x0304red\x03 and a bell\x07")
+    bob.expect(r"^\* MSG \d+ \S+ #group1 alice bold red and a bell$")
+    assert not any("not joined yet" in line for line in bob.lines.seen)
+    alice.send("LUSERS", "TIME", "USERHOST bob", "WHOWAS charlie")
+    alice.expect(r"^:irc\.test 251 alice :There are 1 users and 1 invisible on 1 servers$")
+    alice.expect(r"^:irc\.test 391 alice irc\.test \d+ 0 :")
+    alice.expect(r"^:irc\.test 302 alice :bob=\+bob@irc\.test$")
+    alice.expect(r"^:irc\.test 406 alice charlie ")
+    alice.expect(r"^:irc\.test 369 alice charlie ")
+    alice.close(), bob.close()
