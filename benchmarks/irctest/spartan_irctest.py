@@ -22,7 +22,7 @@ foo bar baz qux nick nick1 nick2 nick3 nick4 alice bob carol charlie dave eve ev
 mallory user user1 user2 user3 user4 userOne userTwo usernick otherNick sender chanop
 modegettr joiner check chk curious first second guest1 guest2 guest3 ircop root schmoe
 shivaram unprivileged unrelated buzz nonweb Bar Baz Claire botnick carl carmen netcat
-observer recver web coolNick
+observer recver web coolNick valid testnick bazbat
 """.split()
 CHANNELS = """
 chan test chan1 chan2 bar auditorium alice channel gen bar_two Foo qux xyz unrelated
