@@ -191,3 +191,15 @@ def test_native_users_coming_and_going_are_shown_in_irc_channels() -> None:
     assert alice.lines() == []
     charlie.send("JOIN #group1")
     assert alice.lines() == [":charlie!charlie@irc.test JOIN #group1"]
+
+
+def test_irc_list_shows_the_topic_or_the_members() -> None:
+    world = World()
+    alice = world.register("alice")
+    assert alice.ask("LIST")[1] == ":irc.test 322 alice #group1 0 :Spartan group group1: alice, bob, charlie"
+    alice.send("JOIN #group1", "TOPIC #group1 :plans for friday")
+    assert alice.ask("LIST #group1") == [
+        ":irc.test 321 alice Channel :Users  Name",
+        ":irc.test 322 alice #group1 1 :plans for friday",
+        ":irc.test 323 alice :End of /LIST",
+    ]

@@ -756,6 +756,7 @@ class IRCGateway(LineConnection):
         self.channels = []
 
     def _list_topic(self, channel: str) -> str:
+        """What LIST says of a group without a topic: who is in it."""
         members = self.chat.members(channel[1:]) or ()
         return f"Spartan group {channel[1:]}: {', '.join(members)}"
 
@@ -876,11 +877,23 @@ class IRCGateway(LineConnection):
 
     def irc_LIST(self, params):
         wanted = set(params[0].split(",")) if params and params[0] else None
+        channels = [GROUP_PREFIX + group for group, _ in self.session.groups()]
+        self._answer_later(self._list([c for c in channels if wanted is None or c in wanted]))
+
+    @inlineCallbacks
+    def _list(self, channels: list[str]):
+        """The LIST reply (bytes): each channel with its topic, read from the store."""
+        topics = []
+        for channel in channels:
+            _, topic = yield self.session.topic(channel)
+            topics.append(topic)
+        return self._collect(self._listed, channels, topics)
+
+    def _listed(self, channels: list[str], topics: list) -> None:
         self._numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
-        for group, _ in self.session.groups():
-            channel = GROUP_PREFIX + group
-            if wanted is None or channel in wanted:
-                self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), self._list_topic(channel))
+        for channel, topic in zip(channels, topics):
+            shown = topic.text if topic is not None else self._list_topic(channel)
+            self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), shown)
         self._numeric(N.RPL_LISTEND, "End of /LIST")
 
     def irc_MODE(self, params):
