@@ -251,7 +251,10 @@ class Chat:
         peers = {m for group in directory.groups_of(user) for m in directory.groups[group]}
         peers.discard(user)
         for session in self.sessions_of(peers):
-            session.client.presence(user, online, changed)
+            try:  # one front end's bug must not fail another's login or logout
+                session.client.presence(user, online, changed)
+            except Exception:
+                self.log.failure("Telling {user} of {who}'s presence", user=session.user, who=user)
 
     def sessions_of(self, users) -> list[Session]:
         """The sessions on this node of ``users``."""

@@ -801,7 +801,8 @@ class IRCGateway(LineConnection):
         roster = self.factory.roster
         if isinstance(session.client, IRCGateway) or roster.is_on_irc(user) or self._closing:
             return
-        shared = [c for c in self.channels if user in (self.chat.members(c[1:]) or ())]
+        groups = self.chat.directory.groups_of(user)
+        shared = [c for c in self.channels if c[1:] in groups]
         mask = self.factory.encoder.mask(user)
         if online:
             for channel in shared:
