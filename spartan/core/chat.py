@@ -250,11 +250,16 @@ class Chat:
         directory, user = self.directory, changed.user
         peers = {m for group in directory.groups_of(user) for m in directory.groups[group]}
         peers.discard(user)
-        for session in self.sessions_of(peers):
-            try:  # one front end's bug must not fail another's login or logout
-                session.client.presence(user, online, changed)
+        self.tell(self.sessions_of(peers), "presence", user, online, changed)
+
+    def tell(self, sessions, event: str, *args) -> None:
+        """Call the `Client` method ``event`` of each session's client: one front end's
+        bug is logged, and fails neither the others nor the caller (a login, a topic)."""
+        for session in sessions:
+            try:
+                getattr(session.client, event)(*args)
             except Exception:
-                self.log.failure("Telling {user} of {who}'s presence", user=session.user, who=user)
+                self.log.failure("Telling {user} {event}", user=session.user, event=event)
 
     def sessions_of(self, users) -> list[Session]:
         """The sessions on this node of ``users``."""
@@ -587,9 +592,8 @@ class Session:
         label = conversation.label_for(self.user)
 
         def stored(_):
-            for session in chat.sessions_of(conversation.participants):
-                if session is not self:
-                    session.client.topic_changed(label, topic)
+            others = [s for s in chat.sessions_of(conversation.participants) if s is not self]
+            chat.tell(others, "topic_changed", label, topic)
             return label, topic
 
         return chat.store.set_topic(conversation.key, topic).addCallbacks(stored, chat._store_failed)
