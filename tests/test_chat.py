@@ -3,6 +3,7 @@
 import pytest
 
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from spartan.core.chat import LOG_HIDDEN, LOG_OFF, Chat
 from spartan.core.names import direct_key
@@ -17,9 +18,16 @@ class Inbox:
 
     def __init__(self):
         self.deliveries = []
+        self.events = []
 
     def receive(self, delivery):
         self.deliveries.append(delivery)
+
+    def topic_changed(self, group, topic):
+        self.events.append(("topic", group, topic))
+
+    def presence(self, user, online, session):
+        self.events.append(("presence", user, online))
 
     @property
     def texts(self):
@@ -291,3 +299,20 @@ def test_a_user_in_several_groups_sees_each(clock):
     b, _ = login(chat, "b")
     assert a.groups() == [("g1", ("a", "b")), ("g2", ("a", "c"))]
     assert b.groups() == [("g1", ("a", "b"))]
+
+
+def test_a_failing_presence_hook_does_not_fail_a_login():
+    class Broken(Inbox):
+        def presence(self, user, online, session):
+            raise RuntimeError("a front end's bug")
+
+    chat = Chat(DEMO, MemoryStore(), Clock())
+    result(chat.login("bob", None, Broken()))
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        session = result(chat.login("alice", None, Inbox()))
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert session.user == "alice" and chat.is_online("alice")
+    assert any(event.get("log_failure") for event in logged)

@@ -33,9 +33,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.deliveries = []
+        self.events = []
 
     def receive(self, delivery) -> None:
         self.deliveries.append(delivery)
+
+    def topic_changed(self, group, topic) -> None:
+        self.events.append(("topic", group, topic))
+
+    def presence(self, user, online, session) -> None:
+        self.events.append(("presence", user, online))
 
 
 class World:
@@ -242,7 +249,7 @@ def test_join_names_topic_for_members() -> None:
     assert lines[1] == ":irc.test 353 alice = #group1 :alice bob"  # bob is online natively
     assert lines[2] == ":irc.test 366 alice #group1 :End of /NAMES list"
     assert numerics(alice.ask("TOPIC #group1")) == ["331"]
-    assert numerics(alice.ask("TOPIC #group1 :new topic")) == ["482"]
+    assert alice.ask("TOPIC #group1 :new topic") == [":alice!alice@irc.test TOPIC #group1 :new topic"]
     assert alice.ask("JOIN #group1") == []  # already there
     assert numerics(alice.ask("NAMES #group1")) == ["353", "366"]
 
@@ -326,12 +333,14 @@ def test_privmsg_from_irc_reaches_native_users() -> None:
     line = wire.parse_server_line(transport.value())
     assert (line.kind, line.conversation, line.sender, line.text) == ("MSG", "alice", "alice", "hi bob")
     transport.clear()
+    alice.send("JOIN #group1")
+    transport.clear()
     alice.send("PRIVMSG #group1 :hi all")
     line = wire.parse_server_line(transport.value())
     assert (line.conversation, line.sender, line.text) == ("#group1", "alice", "hi all")
     transport.clear()
     alice.send("NOTICE bob :\x02notice\x02")
-    assert wire.parse_server_line(transport.value()).text == "notice"
+    assert wire.parse_server_line(transport.value()).text == "/notice notice"  # a notice, marked
 
 
 def test_native_messages_reach_irc_users() -> None:
@@ -532,7 +541,7 @@ def test_garbage_never_drops_the_connection() -> None:
 def test_unsupported_commands_get_421() -> None:
     world = World()
     alice = world.register("alice")
-    for command in ("KICK #group1 bob", "INVITE bob #group1", "OPER a b", "KNOCK #x", "TAGMSG bob"):
+    for command in ("OPER a b", "KNOCK #x", "TAGMSG bob", "KILL bob :x", "WALLOPS :x"):
         assert numerics(alice.ask(command)) == ["421"], command
 
 

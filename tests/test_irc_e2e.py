@@ -4,6 +4,7 @@ loopback.  The IRC clients are a scripted socket and ``sic`` from Debian's ``sic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -84,6 +85,13 @@ class LineSocket:
 @pytest.fixture
 def server(tmp_path):
     """twistd with the demo directory, native and IRC ports on loopback: (native, irc)."""
+    with running_server(tmp_path) as ports:
+        yield ports
+
+
+@contextlib.contextmanager
+def running_server(tmp_path):
+    """twistd in ``tmp_path`` (its database there) while the block runs: (native, irc)."""
     proc = subprocess.Popen(
         [
             TWISTD, "-n", "--pidfile=", "spartan",
@@ -269,3 +277,101 @@ def test_a_stalled_irc_reader_is_dropped_and_everything_it_did_not_get_comes_aga
         lost = set(range(count)) - set(got) - read_before
         assert got and not lost, f"{len(lost)} of {count} lost; {len(got)} replayed"
         assert not read_before & set(got)  # nothing it read comes again
+
+
+def test_topics_notices_and_presence_over_real_sockets_and_a_restart(tmp_path) -> None:
+    with running_server(tmp_path) as (native_port, irc_port):
+        alice = irc_client(irc_port, "alice")
+        alice.send("JOIN #group1")
+        alice.expect(r"^:irc\.test 366 alice #group1 ")
+        bob = native_client(native_port, "bob")
+        alice.expect(r"^:bob!bob@irc\.test JOIN #group1$")  # bob came online natively
+        bob.send("TOPIC #group1 plans for friday")
+        bob.expect(r"^OK TOPIC #group1 bob \S+Z plans for friday$")
+        alice.expect(r"^:bob!bob@irc\.test TOPIC #group1 :plans for friday$")
+        alice.send("NOTICE bob :automatic: do not answer", "TOPIC #group1 :plans for saturday")
+        bob.expect(r"^\* MSG \d+ \S+ alice alice /notice automatic: do not answer$")
+        bob.expect(r"^\* TOPIC #group1 alice \S+Z plans for saturday$")
+        bob.send("SEND alice /notice build is green")
+        alice.expect(r"^:bob!bob@irc\.test NOTICE alice :build is green$")
+        bob.send("QUIT")
+        alice.expect(r"^:bob!bob@irc\.test QUIT :Offline$")
+        alice.close()
+    # The topic is in the database: a new server process shows it on JOIN.
+    with running_server(tmp_path) as (native_port, irc_port):
+        charlie = irc_client(irc_port, "charlie")
+        charlie.send("JOIN #group1")
+        charlie.expect(r"^:irc\.test 332 charlie #group1 :plans for saturday$")
+        charlie.expect(r"^:irc\.test 333 charlie #group1 alice!alice@irc\.test \d+$")
+        eve = native_client(native_port, "eve")
+        eve.send("TOPIC #group1")
+        eve.expect(r"^OK TOPIC #group1 alice \S+Z plans for saturday$")
+        charlie.close(), eve.close()
+
+
+def test_sic_sets_a_topic_gets_a_notice_and_acts(server) -> None:
+    sic = shutil.which("sic")
+    assert sic, "the real-IRC-client test needs Debian's sic package: apt-get install -y sic"
+    native_port, irc_port = server
+    bob = native_client(native_port, "bob")
+    proc = subprocess.Popen(
+        [sic, "-h", "127.0.0.1", "-p", str(irc_port), "-n", "alice"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
+        out.expect(r"End of /MOTD")
+
+        def type_(line: str) -> None:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+        type_(":j #group1")
+        out.expect(r"JOIN")
+        type_(":TOPIC #group1 :from sic")
+        bob.expect(r"^\* TOPIC #group1 alice \S+Z from sic$")
+        out.expect(r"TOPIC.*from sic")
+        bob.send("SEND alice /notice automatic reply")
+        out.expect(r"NOTICE.*automatic reply")
+        bob.send("SEND #group1 /me waves")
+        out.expect(r"#group1.*<bob> \x01ACTION waves\x01")
+        type_(":m #group1 \x01ACTION nods\x01")
+        bob.expect(r"^\* MSG \d+ \S+ #group1 alice /me nods$")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
+        bob.close()
+
+
+def test_what_irc_clients_send_on_connect_is_answered_as_an_ircd_would(server) -> None:
+    native_port, irc_port = server
+    bob = native_client(native_port, "bob")
+    alice = irc_client(irc_port, "alice")
+    # irssi's first lines after registration, then a message before joining.
+    alice.send("MODE alice +i", "MODE #group1", "MODE #group1 b", "MODE #group1 e", "MODE #group1 I")
+    alice.expect(r"^:alice!alice@irc\.test MODE alice :\+i$")
+    alice.expect(r"^:irc\.test 324 alice #group1 \+n$")
+    alice.expect(r"^:irc\.test 329 alice #group1 \d+$")
+    alice.expect(r"^:irc\.test 368 alice #group1 ")
+    alice.expect(r"^:irc\.test 349 alice #group1 ")
+    alice.expect(r"^:irc\.test 347 alice #group1 ")
+    alice.send("PRIVMSG #group1 :not joined yet")
+    alice.expect(r"^:irc\.test 404 alice #group1 ")
+    alice.send("JOIN #group1", "PRIVMSG #group1 :\x02bold\x02 \x0304red\x03 and a bell\x07")
+    bob.expect(r"^\* MSG \d+ \S+ #group1 alice bold red and a bell$")
+    assert not any("not joined yet" in line for line in bob.lines.seen)
+    alice.send("LUSERS", "TIME", "USERHOST bob", "WHOWAS charlie")
+    alice.expect(r"^:irc\.test 251 alice :There are 1 users and 1 invisible on 1 servers$")
+    alice.expect(r"^:irc\.test 391 alice irc\.test \d+ 0 :")
+    alice.expect(r"^:irc\.test 302 alice :bob=\+bob@irc\.test$")
+    alice.expect(r"^:irc\.test 406 alice charlie ")
+    alice.expect(r"^:irc\.test 369 alice charlie ")
+    alice.close(), bob.close()

@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 
-from spartan.store import StoredMessage
+from spartan.store import StoredMessage, Topic
 from spartan.store.memory import MemoryStore
 from spartan.store.sqlite import SQLiteStore
 
@@ -215,7 +215,7 @@ async def test_unseen_counts_count_what_others_sent_after_the_seen_position(make
         assert await store.unseen_counts("bob", [A]) == {A: (1, counts[B][1] - 1)}
 
 
-# -- paging back and session tokens -----------------------------------------------------------
+# -- paging back, session tokens and topics ----------------------------------------------------
 
 
 @pytest_twisted.ensureDeferred
@@ -244,3 +244,16 @@ async def test_tokens_are_kept_until_they_expire_or_are_removed(make_store):
         await store.remove_token("d2")
         await store.remove_token("never-there")
         assert await store.token_user("d2", 1999.0) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_topics_are_kept_per_conversation_and_replaced_whole(make_store):
+    async with opened(make_store()) as store:
+        assert await store.topic(B) is None
+        await store.set_topic(B, Topic("plans for friday", "alice", 1000.5))
+        await store.set_topic("group:other", Topic("elsewhere", "bob", 1001.0))
+        assert await store.topic(B) == Topic("plans for friday", "alice", 1000.5)
+        await store.set_topic(B, Topic("", "bob", 1002.25))
+        assert await store.topic(B) == Topic("", "bob", 1002.25)
+        assert await store.topic("group:other") == Topic("elsewhere", "bob", 1001.0)
+        assert await store.topic(A) is None

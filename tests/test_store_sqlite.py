@@ -19,7 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, gatherResults
 from twisted.internet.task import deferLater
 
-from spartan.store import StoreError
+from spartan.store import StoreError, Topic
 from spartan.store import schema
 from spartan.store import sqlite as sqlite_module
 from spartan.store.memory import MemoryStore
@@ -158,6 +158,9 @@ async def test_an_older_database_is_migrated_on_start(db):
         message, _ = await store.append(A, "alice", "new", 200.0, "cid")
         assert message.id > 5
         assert (await store.append(A, "alice", "new again", 201.0, "cid"))[1] is False
+        assert await store.topic(B) is None  # the topics table came with the migration
+        await store.set_topic(B, Topic("kept", "eve", 202.0))
+        assert await store.topic(B) == Topic("kept", "eve", 202.0)
     conn = raw(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.CURRENT_VERSION
@@ -166,7 +169,7 @@ async def test_an_older_database_is_migrated_on_start(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_version_2_database_gains_the_token_table(db):
+async def test_a_version_2_database_gains_the_token_and_topic_tables(db):
     conn = raw(db)
     try:
         conn.execute("PRAGMA locking_mode = EXCLUSIVE")
@@ -180,8 +183,9 @@ async def test_a_version_2_database_gains_the_token_table(db):
         assert await store.token_user("digest", 400.0) == "alice"
     conn = raw(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.CURRENT_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.CURRENT_VERSION == 4
         assert conn.execute("SELECT user FROM tokens").fetchall() == [("alice",)]
+        assert conn.execute("SELECT * FROM topics").fetchall() == []
     finally:
         conn.close()
 

@@ -19,6 +19,12 @@ Theory of operation
   forward, set by acknowledgements.  Opening a conversation returns what lies after it,
   less the user's own messages.
 * Time comes from the injected clock (``IReactorTime``), so tests need no real time.
+* A group has a topic that any member may set: stored (`MessageStore.set_topic`), then
+  pushed to the members' other sessions (`Client.topic_changed`).  When a user's first
+  session opens or its last one closes, the sessions of the users sharing a group with
+  it are told (`Client.presence`), so a front end can show it (IRC: ``JOIN``/``QUIT``).
+* A message's kind travels in its text, as ``/me`` does: a notice (which must never be
+  answered automatically) starts with `spartan.core.names.NOTICE_PREFIX`.
 * What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
   a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
   `spartan.cluster.nodes` puts a Redis-backed implementation there.
@@ -37,11 +43,13 @@ from twisted.python.failure import Failure
 from spartan.core.auth import Authenticator, OpenDoor
 from spartan.core.directory import Directory
 from spartan.core.errors import ChatError
-from spartan.store import MessageStore, StoredMessage, StoreError
+from spartan.store import MessageStore, StoredMessage, StoreError, Topic
 from spartan.core.names import GROUP_PREFIX, direct_key, direct_pair, group_key, group_of_key
 
 OPEN_LIMIT = 10_000  # unseen messages one OPEN returns at most (retention keeps buffers smaller)
 CONVERSATION_CACHE = 100_000  # (user, target) -> Conversation entries kept; then start afresh
+
+TOPIC_MAX = 300  # characters
 
 # How message text appears in the log: the spec's lines, or without the text for privacy.
 LOG_TEXT, LOG_HIDDEN, LOG_OFF = "text", "hidden", "off"
@@ -78,9 +86,16 @@ class Delivery:
 
 
 class Client(Protocol):
-    """What the core needs of a connection: somewhere to push messages."""
+    """What the core needs of a connection: somewhere to push messages and events."""
 
     def receive(self, delivery: Delivery) -> None: ...
+
+    def topic_changed(self, group: str, topic: Topic) -> None:
+        """``group`` (``#group1``) has a new topic, set from another session."""
+
+    def presence(self, user: str, online: bool, session: Session) -> None:
+        """``user``, who shares a group with this session's user, came online or went
+        offline (on this node): ``session`` is the one that opened first or closed last."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +229,7 @@ class Chat:
             self._group_receivers.clear()
             if len(self._sessions[user]) == 1:
                 self.peers.joined(user)
+                self._tell_presence(session, True)
             self.log.info("{user} logged in", user=user)
             return session
 
@@ -227,6 +243,26 @@ class Chat:
             if not sessions:
                 del self._sessions[session.user]
                 self.peers.left(session.user)
+                self._tell_presence(session, False)
+
+    def _tell_presence(self, changed: Session, online: bool) -> None:
+        directory, user = self.directory, changed.user
+        peers = {m for group in directory.groups_of(user) for m in directory.groups[group]}
+        peers.discard(user)
+        self.tell(self.sessions_of(peers), "presence", user, online, changed)
+
+    def tell(self, sessions, event: str, *args) -> None:
+        """Call the `Client` method ``event`` of each session's client: one front end's
+        bug is logged, and fails neither the others nor the caller (a login, a topic)."""
+        for session in sessions:
+            try:
+                getattr(session.client, event)(*args)
+            except Exception:
+                self.log.failure("Telling {user} {event}", user=session.user, event=event)
+
+    def sessions_of(self, users) -> list[Session]:
+        """The sessions on this node of ``users``."""
+        return [session for user in users for session in self._sessions.get(user, ())]
 
     def is_user(self, name: str) -> bool:
         return self.directory.is_user(name)
@@ -237,6 +273,10 @@ class Chat:
 
     def is_online(self, user: str) -> bool:
         return user in self._sessions or self.peers.is_online(user)
+
+    def online_here(self) -> int:
+        """How many users have a session on this node."""
+        return len(self._sessions)
 
     def users(self) -> list[tuple[str, bool]]:
         """Every user, in directory order, with whether they are online (on any node)."""
@@ -521,6 +561,41 @@ class Session:
         except StoreError as e:
             raise chat._unavailable(e) from None
         return conversation.label_for(self.user), position
+
+    def _group(self, target: str) -> Conversation:
+        conversation = self.chat.conversation(self.user, target)
+        if not conversation.is_group:
+            raise ChatError("not-a-group", "Only groups have a topic.")
+        return conversation
+
+    def topic(self, target: str) -> Deferred[tuple[str, Topic | None]]:
+        """A group's topic: fires with (label, the topic or None if there is none)."""
+        conversation = self._group(target)
+        d = self.chat.store.topic(conversation.key)
+        d.addCallbacks(
+            lambda topic: (conversation.label_for(self.user), topic if topic and topic.text else None),
+            self.chat._store_failed,
+        )
+        return d
+
+    def set_topic(self, target: str, text: str) -> Deferred[tuple[str, Topic]]:
+        """Set a group's topic (empty text clears it); once stored, the members' other
+        sessions are told.  Fires with (label, the topic)."""
+        conversation = self._group(target)
+        if len(text) > TOPIC_MAX:
+            raise ChatError("bad-topic", f"A topic is at most {TOPIC_MAX} characters.")
+        if any(c < " " or "\x7f" <= c <= "\x9f" for c in text):
+            raise ChatError("bad-topic", "A topic cannot hold control characters.")
+        chat = self.chat
+        topic = Topic(text, self.user, chat.clock.seconds())
+        label = conversation.label_for(self.user)
+
+        def stored(_):
+            others = [s for s in chat.sessions_of(conversation.participants) if s is not self]
+            chat.tell(others, "topic_changed", label, topic)
+            return label, topic
+
+        return chat.store.set_topic(conversation.key, topic).addCallbacks(stored, chat._store_failed)
 
     def shown(self, target: str, upto: int) -> Deferred[int]:
         """A front end without acknowledgements (IRC) showed the conversation up to

@@ -16,6 +16,9 @@ GROUP_PREFIX = "#"
 # A message whose text starts with this is an action: "/me waves" is shown "* bob waves"
 # (CTCP ACTION on IRC).
 ACTION_PREFIX = "/me "
+# A message whose text starts with this is a notice: shown marked, never answered
+# automatically (a NOTICE on IRC).
+NOTICE_PREFIX = "/notice "
 DIRECT_KEY_PREFIX, GROUP_KEY_PREFIX = "dm:", "group:"
 
 

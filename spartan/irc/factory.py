@@ -42,7 +42,9 @@ class IRCGatewayFactory(ConnectionFactory):
         self.server_name = server_name
         self.motd = motd
         self.version = "spartan-" + (version or __version__)
-        self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(chat.clock.seconds()))
+        self.started = chat.clock.seconds()  # what channels give as their creation time
+        self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
+        self.users_peak = 0  # the most users online at once that LUSERS saw
         self.roster = Roster()
         self.encoder = MessageEncoder(server_name)
         self._folded: dict[str, list[str]] = {}  # casefolded name -> names, for one directory

@@ -41,14 +41,15 @@ from __future__ import annotations
 import bisect
 import fnmatch
 from operator import itemgetter
+import time
 from typing import NamedTuple
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.python.failure import Failure
 
-from spartan.core.chat import Delivery
+from spartan.core.chat import TOPIC_MAX, Delivery
 from spartan.core.errors import ChatError
-from spartan.core.names import GROUP_PREFIX, is_name
+from spartan.core.names import GROUP_PREFIX, NOTICE_PREFIX, is_name
 from spartan.irc import numerics as N
 from spartan.irc.lines import (
     MAX_BODY,
@@ -76,7 +77,10 @@ CAPABILITIES = ("server-time", "echo-message")
 
 # Commands whose first parameter names nicks or channels (IRC compares them
 # case-insensitively; Spartan names are exact, so they are mapped when unambiguous).
-_NAME_PARAMS = {"NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE"}
+_NAME_PARAMS = {
+    "NICK", "PRIVMSG", "NOTICE", "JOIN", "PART", "NAMES", "TOPIC", "WHO", "MODE", "WHOWAS",
+    "KICK",
+}  # fmt: skip
 
 # A refused message, in IRC's words: ChatError code -> numeric and its text.
 _SEND_REFUSALS = {
@@ -89,6 +93,14 @@ _SEND_REFUSALS = {
 
 _NONE: frozenset[str] = frozenset()
 _END = itemgetter(0)  # where a mark's message ends in the output stream
+_WHOX_ORDER = "tcuihsnfdlaor"  # WHOX replies hold the fields asked for in this order
+
+# The list modes a client may ask for (MODE #chan b): the end of each (empty) list.
+_LIST_MODES = {
+    "b": (N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_ENDOFINVITELIST, "End of channel invite list"),
+}
 
 
 class _Marked(bytes):
@@ -151,6 +163,8 @@ class IRCGateway(LineConnection):
         self.channels: list[str] = []  # joined, in order of joining
         self._joining: frozenset[str] = _NONE  # JOINs whose backlog is being read
         self.away: str | None = None
+        self.invisible = False  # user mode +i: hidden from WHO masks of users sharing no channel
+        self._unregistered = False  # counted in the roster's unregistered connections
         self._out: list[bytes] | None = None  # what the handler running now says
         self._shown: dict[str, int] = {}  # conversation label -> newest id written
         # What was written and is acknowledged once out: (end offset, label, id), in order.
@@ -188,6 +202,8 @@ class IRCGateway(LineConnection):
     def connectionMade(self) -> None:
         self._choose_encoding()
         super().connectionMade()
+        self.factory.roster.unregistered += 1  # for LUSERS
+        self._unregistered = True
 
     def _choose_encoding(self) -> None:
         """Messages with the ``@time`` tag or without: one bound method, kept, so that
@@ -219,7 +235,13 @@ class IRCGateway(LineConnection):
     def hang_up_words(self, code: str, sentence: str) -> bytes:
         return self._notice_line(sentence) + self._closing_line(_CLOSE_REASONS.get(code, sentence))
 
+    def _registered(self) -> None:
+        if self._unregistered:
+            self._unregistered = False
+            self.factory.roster.unregistered -= 1
+
     def connection_ended(self) -> None:
+        self._registered()  # no longer counted either way
         if self._ack_call is not None and self._ack_call.active():
             self._ack_call.cancel()
         self._ack_call = None
@@ -228,7 +250,7 @@ class IRCGateway(LineConnection):
         if not (self._dropped or self._kernel_says or self.backlog.paused):
             self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
         self._leave_all("QUIT", self._quit_reason or "Connection closed")
-        self.factory.roster.unregister(self)
+        self.factory.roster.unregister(self, self.factory.clock.seconds())
         self.session.logout()
         self.session = None
 
@@ -434,6 +456,7 @@ class IRCGateway(LineConnection):
             return None
         self.registration.logged_in()
         self.session = session
+        self._registered()
         self.factory.roster.register(self)
         self._welcome()
         return self._direct_backlog()
@@ -443,21 +466,24 @@ class IRCGateway(LineConnection):
         self._numeric(N.RPL_WELCOME, f"Welcome to the Spartan IRC gateway, {self.mask}")
         self._numeric(N.RPL_YOURHOST, f"Your host is {f.server_name}, running version {f.version}")
         self._numeric(N.RPL_CREATED, f"This server was created {f.created}")
-        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "o", "nt", trailing=False)
+        self._numeric(N.RPL_MYINFO, f.server_name, f.version, "i", "n", trailing=False)
         self._numeric(
             N.RPL_ISUPPORT,
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
             "CHANLIMIT=#:",
-            "CHANMODES=,,,nt",
+            "CHANMODES=,,,n",
             "CHANNELLEN=33",
             "CHANTYPES=#",
             "NETWORK=Spartan",
             "NICKLEN=32",
-            "PREFIX=()",
+            f"TOPICLEN={TOPIC_MAX}",
+            "WHOX",
+            "PREFIX=",
             f"MAXTARGETS={MAX_TARGETS}",
             "are supported by this server",
         )
+        self.irc_LUSERS([])
         self._motd()
 
     def _motd(self) -> None:
@@ -541,6 +567,8 @@ class IRCGateway(LineConnection):
             if not quiet and not params[1].startswith("\x01"):
                 self._numeric(N.ERR_NOTEXTTOSEND, "No text to send")
             return None
+        if quiet and not text.startswith(NOTICE_PREFIX):
+            text = NOTICE_PREFIX + text  # stored as a notice, shown as one everywhere
         for target in targets:
             self._send_one(target, text, command)
         return None
@@ -550,8 +578,13 @@ class IRCGateway(LineConnection):
 
     def _send_one(self, target: str, text: str, command: str) -> None:
         if target == self.nick:  # IRC lets one talk to oneself; Spartan stores nothing
-            self.say(format_line(self.mask, command, target, text))
+            self.say(format_line(self.mask, command, target, text.removeprefix(NOTICE_PREFIX)))
             return
+        if is_channel(target) and target not in self.channels and target not in self._joining:
+            if self._is_member(target):  # +n: only what joined may speak in a channel
+                if command != "NOTICE":
+                    self._numeric(N.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel (JOIN it first)")
+                return
         slot = _Sending(self, target, command)
         try:
             self.session.post(target, text, None, slot)
@@ -692,19 +725,25 @@ class IRCGateway(LineConnection):
                 continue
             # The backlog is read first, so that nothing pushed meanwhile comes before it.
             self._joining = self._joining | {channel}
-            d = self.session.open(channel)
+            d = self._read_channel(channel)
             d.addBoth(self._join_read, channel)
             self._answer_later(d)
         return None
+
+    @inlineCallbacks
+    def _read_channel(self, channel: str):
+        """(label, unseen messages, topic) of a channel being joined."""
+        label, unseen = yield self.session.open(channel)
+        _, topic = yield self.session.topic(channel)
+        return label, unseen, topic
 
     def _join_read(self, result, channel: str):
         self._joining = self._joining - {channel}
         if isinstance(result, Failure):
             return result  # the connection layer answers it
-        label, unseen = result
-        return self._collect(self._joined, channel, label, unseen)
+        return self._collect(self._joined, channel, *result)
 
-    def _joined(self, channel: str, label: str, unseen) -> None:
+    def _joined(self, channel: str, label: str, unseen, topic) -> None:
         if channel in self.channels or self._closing:
             return
         roster = self.factory.roster
@@ -714,7 +753,9 @@ class IRCGateway(LineConnection):
         line = format_line(self.mask, "JOIN", channel, trailing=False)
         if announce:
             roster.broadcast(channel, line, exclude=self.nick)
-        self.say(line)  # no RPL_TOPIC: Spartan groups have no topic
+        self.say(line)
+        if topic is not None:
+            self._topic_numerics(channel, topic)
         self._names(channel)
         self._replay([(m, label) for m in unseen])
 
@@ -751,9 +792,18 @@ class IRCGateway(LineConnection):
                         peer.tell(line)
         self.channels = []
 
-    def _topic(self, channel: str) -> str:
+    def _list_topic(self, channel: str) -> str:
+        """What LIST says of a group without a topic: who is in it."""
         members = self.chat.members(channel[1:]) or ()
         return f"Spartan group {channel[1:]}: {', '.join(members)}"
+
+    def _topic_numerics(self, channel: str, topic) -> None:
+        self._numeric(N.RPL_TOPIC, channel, topic.text)
+        self._numeric(N.RPL_TOPICWHOTIME, channel, self.factory.encoder.mask(topic.setter),
+                      str(int(topic.timestamp)), trailing=False)  # fmt: skip
+
+    def _topic_line(self, channel: str, topic) -> bytes:
+        return format_line(self.factory.encoder.mask(topic.setter), "TOPIC", channel, topic.text)
 
     def irc_TOPIC(self, params):
         channel = params[0]
@@ -761,12 +811,75 @@ class IRCGateway(LineConnection):
             return None
         if channel not in self.channels:
             return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
-        if len(params) > 1:
-            return self._numeric(
-                N.ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no topic to set"
-            )
-        self._numeric(N.RPL_NOTOPIC, channel, "No topic is set")
+        if len(params) == 1:
+            d = self.session.topic(channel)
+            d.addCallback(lambda found: self._collect(self._told_topic, channel, found[1]))
+        else:
+            d = self.session.set_topic(channel, clean_text(params[1]))
+            d.addCallback(lambda done: self._topic_line(channel, done[1]))
+        self._answer_later(d)
         return None
+
+    def _told_topic(self, channel: str, topic) -> None:
+        if topic is None:
+            self._numeric(N.RPL_NOTOPIC, channel, "No topic is set")
+        else:
+            self._topic_numerics(channel, topic)
+
+    def topic_changed(self, group: str, topic) -> None:
+        """The core: a member set ``group``'s topic elsewhere; shown if it is joined."""
+        if group in self.channels:
+            self.tell(self._topic_line(group, topic))
+
+    def presence(self, user: str, online: bool, session) -> None:
+        """The core: ``user`` came online or went offline.  Users online only through the
+        native protocol are in the channels of their groups (`_visible`): their coming
+        and going is a JOIN or a QUIT there.  An IRC connection's own are its JOIN/PART."""
+        roster = self.factory.roster
+        if isinstance(session.client, IRCGateway) or roster.is_on_irc(user) or self._closing:
+            return
+        groups = self.chat.directory.groups_of(user)
+        shared = [c for c in self.channels if c[1:] in groups]
+        mask = self.factory.encoder.mask(user)
+        if online:
+            for channel in shared:
+                self.tell(format_line(mask, "JOIN", channel, trailing=False))
+        elif shared:
+            self.tell(format_line(mask, "QUIT", "Offline"))
+
+    def irc_INVITE(self, params):
+        """A nudge to join: groups are the directory's, so only members can be invited,
+        and the invitation adds nobody."""
+        nick, channel = self.factory.canonical(params[0]), self.factory.canonical(params[1])
+        found = self._group_of(channel)
+        if found is None:
+            return None
+        if channel not in self.channels:
+            return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        roster = self.factory.roster
+        if not roster.is_on_irc(nick) and not self.chat.is_online(nick):
+            return self._numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        if nick not in found[1]:
+            return self._numeric(
+                N.ERR_CHANOPRIVSNEEDED, channel, f"{nick} is not a member: the directory says who is"
+            )
+        if roster.in_channel(channel, nick):
+            return self._numeric(N.ERR_USERONCHANNEL, nick, channel, "is already on channel")
+        self._numeric(N.RPL_INVITING, nick, channel, trailing=False)
+        line = format_line(self.mask, "INVITE", nick, channel, trailing=False)
+        for connection in roster.nicks.get(nick, ()):
+            connection.tell(line)
+        return None
+
+    def irc_KICK(self, params):
+        channel, nick = params[0], self.factory.canonical(params[1])
+        if self._group_of(channel) is None:
+            return None
+        if channel not in self.channels:
+            return self._numeric(N.ERR_NOTONCHANNEL, channel, "You're not on that channel")
+        if not self.factory.roster.in_channel(channel, nick):
+            return self._numeric(N.ERR_USERNOTINCHANNEL, nick, channel, "They aren't on that channel")
+        return self._numeric(N.ERR_CHANOPRIVSNEEDED, channel, "Spartan groups have no operators: nobody is kicked")
 
     def _visible(self, channel: str) -> list[str]:
         """Who is in a channel: members who joined over IRC or are online natively."""
@@ -802,50 +915,103 @@ class IRCGateway(LineConnection):
 
     def irc_LIST(self, params):
         wanted = set(params[0].split(",")) if params and params[0] else None
+        channels = [GROUP_PREFIX + group for group, _ in self.session.groups()]
+        self._answer_later(self._list([c for c in channels if wanted is None or c in wanted]))
+
+    @inlineCallbacks
+    def _list(self, channels: list[str]):
+        """The LIST reply (bytes): each channel with its topic, read from the store."""
+        topics = []
+        for channel in channels:
+            _, topic = yield self.session.topic(channel)
+            topics.append(topic)
+        return self._collect(self._listed, channels, topics)
+
+    def _listed(self, channels: list[str], topics: list) -> None:
         self._numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
-        for group, _ in self.session.groups():
-            channel = GROUP_PREFIX + group
-            if wanted is None or channel in wanted:
-                self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), self._topic(channel))
+        for channel, topic in zip(channels, topics):
+            shown = topic.text if topic is not None else self._list_topic(channel)
+            self._numeric(N.RPL_LIST, channel, str(len(self._visible(channel))), shown)
         self._numeric(N.RPL_LISTEND, "End of /LIST")
 
     def irc_MODE(self, params):
         target = params[0]
         if is_channel(target):
-            if self._group_of(target) is None:
-                return None
-            if len(params) == 1:
-                return self._numeric(N.RPL_CHANNELMODEIS, target, "+nt", trailing=False)
-            if params[1].lstrip("+") == "b":
-                return self._numeric(N.RPL_ENDOFBANLIST, target, "End of channel ban list")
-            return self._numeric(N.ERR_CHANOPRIVSNEEDED, target, "Channel modes cannot be changed")
+            return self._channel_mode(target, params[1:])
         if target != self.nick:
             return self._numeric(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
         if len(params) == 1:
-            return self._numeric(N.RPL_UMODEIS, "+", trailing=False)
-        return self._numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+            return self._numeric(N.RPL_UMODEIS, "+i" if self.invisible else "+", trailing=False)
+        adding, changed, unknown = True, [], False
+        for flag in params[1]:
+            if flag in "+-":
+                adding = flag == "+"
+            elif flag == "i":
+                if self.invisible != adding:
+                    self.invisible = adding
+                    changed.append(("+" if adding else "-") + "i")
+            else:
+                unknown = True
+        if unknown:
+            self._numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        if changed:
+            self.say(format_line(self.mask, "MODE", self.nick, "".join(changed)))
+        return None
+
+    def _channel_mode(self, channel: str, change: list[str]) -> None:
+        if self._group_of(channel) is None:
+            return None
+        if not change:
+            self._numeric(N.RPL_CHANNELMODEIS, channel, "+n", trailing=False)
+            return self._numeric(N.RPL_CREATIONTIME, channel, str(int(self.factory.started)), trailing=False)
+        end_of_list = _LIST_MODES.get(change[0].lstrip("+"))
+        if end_of_list is not None and len(change) == 1:  # a list query: the lists are empty
+            return self._numeric(end_of_list[0], channel, end_of_list[1])
+        return self._numeric(N.ERR_CHANOPRIVSNEEDED, channel, "Channel modes cannot be changed")
 
     # -- users --------------------------------------------------------------------------------
 
-    def _who_line(self, channel: str, nick: str) -> None:
+    def _who_line(self, channel: str, nick: str, whox: tuple[str, str] | None) -> None:
+        """One WHO reply: 352, or with WHOX (``%fields,token``) 354 holding the fields
+        asked for, always in WHOX's order."""
         f = self.factory
         flags = "G" if f.away_message(nick) is not None else "H"
-        self._numeric(
-            N.RPL_WHOREPLY, channel, f.roster.ident(nick), f.server_name, f.server_name,
-            nick, flags, f"0 {f.roster.realname(nick)}",
-        )  # fmt: skip
+        ident, realname = f.roster.ident(nick), f.roster.realname(nick)
+        if whox is None:
+            return self._numeric(
+                N.RPL_WHOREPLY, channel, ident, f.server_name, f.server_name, nick, flags,
+                f"0 {realname}",
+            )  # fmt: skip
+        fields, token = whox
+        values = {
+            "t": token, "c": channel, "u": ident, "i": "255.255.255.255", "h": f.server_name,
+            "s": f.server_name, "n": nick, "f": flags, "d": "0", "l": "0",
+            "a": "0",  # no services account: the nick is the Spartan user
+            "o": "n/a", "r": realname,
+        }  # fmt: skip
+        return self._numeric(N.RPL_WHOSPCRPL, *(values[c] for c in _WHOX_ORDER if c in fields))
 
     def irc_WHO(self, params):
         mask = params[0] if params and params[0] else "*"
+        whox = None
+        if len(params) > 1 and params[1].startswith("%"):
+            fields, _, token = params[1][1:].partition(",")
+            whox = (fields, token[:3] if token.isdigit() else "0")
         if is_channel(mask):
             if self._is_member(mask):
                 for nick in self._visible(mask):
-                    self._who_line(mask, nick)
+                    self._who_line(mask, nick, whox)
         else:
-            pattern = mask.casefold()
+            pattern, roster = mask.casefold(), self.factory.roster
+            wildcard = any(c in mask for c in "*?")
+            mine = set(self.channels)
             for user, online in self.chat.users():
-                if online and fnmatch.fnmatchcase(user.casefold(), pattern):
-                    self._who_line("*", user)
+                if not online or not fnmatch.fnmatchcase(user.casefold(), pattern):
+                    continue
+                if wildcard and user != self.nick and roster.invisible(user):
+                    if not mine.intersection(roster.channels_of(user)):
+                        continue  # +i: found by its nick, or by who shares a channel
+                self._who_line("*", user, whox)
         self._numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
     def irc_WHOIS(self, params):
@@ -866,6 +1032,79 @@ class IRCGateway(LineConnection):
             self._numeric(N.RPL_AWAY, nick, away)
         self._numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
         return None
+
+
+    def irc_USERHOST(self, params):
+        f, found = self.factory, []
+        for nick in params[:5]:
+            nick = f.canonical(nick)
+            if self.chat.is_online(nick):
+                here = "-" if f.roster.away(nick) is not None else "+"
+                found.append(f"{nick}={here}{f.roster.ident(nick)}@{f.server_name}")
+        self._numeric(N.RPL_USERHOST, " ".join(found))
+
+    def irc_WHOWAS(self, params):
+        if not params or not params[0]:
+            return self._numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        f = self.factory
+        count = int(params[1]) if len(params) > 1 and params[1].lstrip("-").isdigit() else 0
+        for nick in params[0].split(",")[:MAX_TARGETS]:
+            entries = f.roster.was(f.canonical(nick))
+            if not entries:
+                self._numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+            for entry in entries[:count] if count > 0 else entries:
+                self._numeric(N.RPL_WHOWASUSER, entry.nick, entry.ident, f.server_name, "*", entry.realname)
+                self._numeric(N.RPL_WHOISSERVER, entry.nick, f.server_name, _ctime(entry.when))
+        self._numeric(N.RPL_ENDOFWHOWAS, params[0], "End of WHOWAS")
+        return None
+
+    # -- the server ---------------------------------------------------------------------------
+
+    def irc_LUSERS(self, params):
+        f, chat = self.factory, self.chat
+        online = [user for user, is_online in chat.users() if is_online]
+        everywhere, here = len(online), chat.online_here()
+        invisible = sum(1 for user in online if f.roster.invisible(user))
+        f.users_peak = peak = max(f.users_peak, everywhere)
+        self._numeric(
+            N.RPL_LUSERCLIENT,
+            f"There are {everywhere - invisible} users and {invisible} invisible on 1 servers",
+        )
+        self._numeric(N.RPL_LUSERUNKNOWN, str(f.roster.unregistered), "unknown connection(s)")
+        self._numeric(N.RPL_LUSERCHANNELS, str(len(chat.directory.groups)), "channels formed")
+        self._numeric(N.RPL_LUSERME, f"I have {here} clients and 1 servers")
+        self._numeric(N.RPL_LOCALUSERS, str(here), str(peak), f"Current local users {here}, max {peak}")
+        self._numeric(
+            N.RPL_GLOBALUSERS, str(everywhere), str(peak), f"Current global users {everywhere}, max {peak}"
+        )
+
+    def irc_HELP(self, params):
+        subject = params[0].upper() if params and params[0] else ""
+        if subject and subject not in HELP:
+            return self._numeric(N.ERR_HELPNOTFOUND, params[0], "No help available on this topic")
+        if subject:
+            usage, what = HELP[subject]
+            lines = [usage, what]
+        else:
+            subject = "index"
+            lines = ["Spartan: your nick is your user name, channels are your groups.", "Commands:"]
+            names = sorted(HELP)
+            lines.extend(" ".join(names[i : i + 8]) for i in range(0, len(names), 8))
+            lines.append("HELP <command> tells more.")
+        self._numeric(N.RPL_HELPSTART, subject, lines[0])
+        for line in lines[1:]:
+            self._numeric(N.RPL_HELPTXT, subject, line)
+        self._numeric(N.RPL_ENDOFHELP, subject, "End of /HELP")
+        return None
+
+    def irc_TIME(self, params):
+        now = self.factory.clock.seconds()
+        self._numeric(N.RPL_TIME, self.factory.server_name, str(int(now)), "0", _ctime(now))
+
+
+def _ctime(when: float) -> str:
+    """A time as IRC servers write it for people: ``Sun Nov 29 2026 -- 20:35:30 +00:00``."""
+    return time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(when))
 
 
 # The command table: handler, minimum parameters (else ERR_NEEDMOREPARAMS), and whether
@@ -890,4 +1129,40 @@ COMMANDS: dict[str, Command] = {
     "MODE": Command("irc_MODE", 1),
     "WHO": Command("irc_WHO"),
     "WHOIS": Command("irc_WHOIS"),
+    "WHOWAS": Command("irc_WHOWAS"),
+    "USERHOST": Command("irc_USERHOST", 1),
+    "LUSERS": Command("irc_LUSERS"),
+    "TIME": Command("irc_TIME"),
+    "HELP": Command("irc_HELP"),
+    "HELPOP": Command("irc_HELP"),
+    "INVITE": Command("irc_INVITE", 2),
+    "KICK": Command("irc_KICK", 2),
+}
+
+# What HELP says of each command: usage, then what it does.
+HELP: dict[str, tuple[str, str]] = {
+    "AWAY": ("AWAY [:<message>]", "Mark yourself away (no message: back)."),
+    "CAP": ("CAP LS|REQ|LIST|END", "Capabilities: server-time, echo-message."),
+    "HELP": ("HELP [<command>]", "This help."),
+    "INVITE": ("INVITE <nick> <#group>", "Nudge a member of the group to join its channel."),
+    "JOIN": ("JOIN <#group>[,<#group>...]", "Join a group's channel (members only); its unseen messages follow."),
+    "KICK": ("KICK <#group> <nick>", "Refused: Spartan groups have no operators."),
+    "LIST": ("LIST", "Your groups."),
+    "LUSERS": ("LUSERS", "How many users are online."),
+    "MODE": ("MODE <nick> [+i|-i] | MODE <#group> [b|e|I]", "User mode +i; channels are +n."),
+    "MOTD": ("MOTD", "The message of the day."),
+    "NAMES": ("NAMES <#group>", "Who is in a channel."),
+    "NICK": ("NICK <user>", "Your Spartan user name (fixed once registered)."),
+    "NOTICE": ("NOTICE <nick|#group> :<text>", "A message that must never be answered automatically."),
+    "PART": ("PART <#group> [:<reason>]", "Leave a channel (you stay a member of the group)."),
+    "PASS": ("PASS <password>", "Your Spartan password, before NICK and USER."),
+    "PING": ("PING <token>", "Check the connection."),
+    "PRIVMSG": ("PRIVMSG <nick|#group> :<text>", "Send a message; offline users get it when they connect."),
+    "QUIT": ("QUIT [:<reason>]", "Leave."),
+    "TIME": ("TIME", "The server's time."),
+    "TOPIC": ("TOPIC <#group> [:<text>]", "The group's topic; any member may set it."),
+    "USERHOST": ("USERHOST <nick> [<nick>...]", "Who of these is online, and away."),
+    "WHO": ("WHO <#group|nick|mask> [%<fields>[,<token>]]", "Who is there (WHOX fields with %)."),
+    "WHOIS": ("WHOIS <nick>", "About a user."),
+    "WHOWAS": ("WHOWAS <nick> [<count>]", "The IRC connections of a nick that ended."),
 }

@@ -1,6 +1,7 @@
 """
 Spartan messages as IRC lines: ``PRIVMSG`` from the sender's mask, cut to fit a 512-byte
-line, ``/me`` as a CTCP ACTION, with or without the ``@time`` tag (``server-time``).
+line, ``/me`` as a CTCP ACTION, a notice (text starting ``/notice ``) as ``NOTICE``, with
+or without the ``@time`` tag (``server-time``).
 
 A `MessageEncoder`'s two bound methods are the encoders `Delivery.encoded` caches by, so
 a message is encoded once per form for every IRC reader.
@@ -9,7 +10,7 @@ a message is encoded once per form for every IRC reader.
 from __future__ import annotations
 
 from spartan.core.chat import Delivery
-from spartan.core.names import ACTION_PREFIX
+from spartan.core.names import ACTION_PREFIX, NOTICE_PREFIX
 from spartan.irc.lines import (
     MAX_BODY,
     dm_target,
@@ -40,7 +41,7 @@ class MessageEncoder:
     def lines(self, message, target: str, command: str = "PRIVMSG", tags: str = "") -> bytes:
         """``message`` as ``command`` lines to ``target``, from its sender."""
         source = self.mask(message.sender)
-        text = message.text
+        command, text = _kind(command, message.text)
         # Most messages: one line, short enough however many bytes a character takes.
         if len(text) * 4 + len(source) + len(target) + 24 <= MAX_BODY and not text.startswith(
             ACTION_PREFIX
@@ -54,7 +55,7 @@ class MessageEncoder:
 
     def pieces(self, message, target: str, command: str = "PRIVMSG") -> list[str]:
         """The message text in pieces that fit an IRC line (512 bytes), /me as ACTION."""
-        text = message.text
+        command, text = _kind(command, message.text)
         action = text.startswith(ACTION_PREFIX)
         if action:
             text = text[len(ACTION_PREFIX) :]
@@ -64,3 +65,10 @@ class MessageEncoder:
         if action:
             pieces = [f"\x01ACTION {p}\x01" for p in pieces]
         return pieces
+
+
+def _kind(command: str, text: str) -> tuple[str, str]:
+    """The IRC command a message is sent as, and its text without the notice marker."""
+    if text.startswith(NOTICE_PREFIX):
+        return "NOTICE", text[len(NOTICE_PREFIX) :]
+    return command, text

@@ -3,14 +3,27 @@ Who is on the IRC gateway, and in which channels: the gateway's own presence.
 
 Spartan's presence (who is online, on any port or node) is the core's; IRC adds channel
 membership, which exists only for IRC connections (a group's members do not all join its
-channel).  The roster keeps it, and speaks to connections only through their public
+channel), the connections not yet registered (``LUSERS`` counts them), and who was here
+(``WHOWAS``: the newest `WHOWAS_KEPT` registered connections that ended).  The roster keeps it, and speaks to connections only through their public
 `tell` (a line written after their pending replies), so it reads no protocol's private
 state.  The factory holds one roster for every connection of its listeners.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections import deque
+from typing import NamedTuple, Protocol
+
+WHOWAS_KEPT = 1000  # ended connections remembered for WHOWAS, newest first
+
+
+class Departed(NamedTuple):
+    """A registered IRC connection that ended, as WHOWAS tells it."""
+
+    nick: str
+    ident: str
+    realname: str
+    when: float  # seconds since the epoch
 
 
 class RosterMember(Protocol):
@@ -18,6 +31,7 @@ class RosterMember(Protocol):
     ident: str
     realname: str
     away: str | None
+    invisible: bool
     channels: list[str]
 
     def tell(self, line: bytes) -> None: ...
@@ -25,14 +39,22 @@ class RosterMember(Protocol):
 
 class Roster:
     def __init__(self) -> None:
+        self.unregistered = 0  # connections open that have not registered yet
+        self.departed: deque[Departed] = deque(maxlen=WHOWAS_KEPT)  # newest first
         self.nicks: dict[str, list[RosterMember]] = {}  # registered connections per nick
         self.channels: dict[str, list[RosterMember]] = {}  # joined connections per channel
 
     def register(self, member: RosterMember) -> None:
         self.nicks.setdefault(member.nick, []).append(member)
 
-    def unregister(self, member: RosterMember) -> None:
+    def unregister(self, member: RosterMember, when: float) -> None:
+        """``member``'s connection ended: it is remembered for WHOWAS."""
         _remove(self.nicks, member.nick, member)
+        self.departed.appendleft(Departed(member.nick, member.ident, member.realname, when))
+
+    def was(self, nick: str) -> list[Departed]:
+        """The ended connections of ``nick``, newest first."""
+        return [d for d in self.departed if d.nick == nick]
 
     def join(self, channel: str, member: RosterMember) -> None:
         self.channels.setdefault(channel, []).append(member)
@@ -67,6 +89,10 @@ class Roster:
 
     def realname(self, nick: str) -> str:
         return next((m.realname for m in self.nicks.get(nick, ()) if m.realname), nick)
+
+    def invisible(self, nick: str) -> bool:
+        """Whether ``nick`` set user mode +i (on any of its IRC connections)."""
+        return any(m.invisible for m in self.nicks.get(nick, ()))
 
     def away(self, nick: str) -> str | None:
         """The away message of ``nick`` if it is away on every IRC connection."""

@@ -107,6 +107,12 @@ class NativeProtocol(LineConnection):
         if not self._closing and self.guard.admit():
             self.reply(wire.format_error(code, sentence))
 
+    def topic_changed(self, group: str, topic) -> None:
+        self.push_in_order(lambda: wire.format_push("TOPIC", *_topic_fields(group, topic)))
+
+    def presence(self, user: str, online: bool, session) -> None:
+        pass  # native clients ask (USERS) when they want to know
+
     def _login(self, command: wire.Login):
         return self._log_in(command.user, command.password)
 
@@ -184,6 +190,20 @@ def _ack(protocol, session, command):
     )
 
 
+def _topic_fields(label: str, topic) -> list[str]:
+    if topic is None:
+        return wire.format_topic_fields(label, None, 0.0, "")
+    return wire.format_topic_fields(label, topic.setter, topic.timestamp, topic.text)
+
+
+def _topic(protocol, session, command):
+    if command.text is None:
+        d = session.topic(command.target)
+    else:
+        d = session.set_topic(command.target, command.text)
+    return d.addCallback(lambda result: wire.format_ok("TOPIC", *_topic_fields(*result)))
+
+
 def _history(protocol, session, command):
     def answer(result):
         label, messages = result
@@ -250,6 +270,7 @@ _AFTER_LOGIN = {
     wire.History: _history,
     wire.IssueToken: _issue_token,
     wire.Revoke: _revoke,
+    wire.Topic: _topic,
 }
 
 

@@ -96,6 +96,14 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class Topic:
+    """``TOPIC #group`` asks for a group's topic; with text, sets it."""
+
+    target: str
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     token: str | None = None
 
@@ -133,8 +141,8 @@ class Revoke:
 
 
 Command = (
-    Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Ping | Pong | Quit
-    | Resume | IssueToken | Revoke
+    Help | Login | Users | Groups | Unread | Send | Open | Ack | History | Topic | Ping | Pong
+    | Quit | Resume | IssueToken | Revoke
 )
 
 
@@ -166,6 +174,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         f"HISTORY <user|#group> [<1-{MAX_HISTORY}> [<before-id>]]",
         "recent messages of a conversation (older than before-id)",
     ),
+    "TOPIC": ("TOPIC <#group> [<text>]", "a group's topic; with text, set it"),
     "PING": ("PING [<token>]", "check the connection"),
     "PONG": ("PONG [<token>]", "answer a keepalive PING from the server"),
     "QUIT": ("QUIT", "close the connection"),
@@ -265,6 +274,15 @@ def _parse_revoke(rest: str):
     return Revoke(rest) if SESSION_TOKEN.match(rest) else _syntax("REVOKE")
 
 
+def _parse_topic(rest: str):
+    target, _, text = rest.partition(" ")
+    if not target:
+        return _syntax("TOPIC")
+    if not is_target(target):
+        return _bad_target(target)
+    return Topic(target, text.strip(" ") or None)
+
+
 def _parse_token(verb: str, cls):
     def parse(rest: str):
         if not rest:
@@ -284,6 +302,7 @@ _PARSERS = {
     "OPEN": _parse_target("OPEN", Open),
     "ACK": _parse_ack,
     "HISTORY": _parse_history,
+    "TOPIC": _parse_topic,
     "PING": _parse_token("PING", Ping),
     "PONG": _parse_token("PONG", Pong),
     "QUIT": _no_args("QUIT", Quit),
@@ -354,6 +373,8 @@ def format_command(command: Command) -> bytes:
             words = ["ACK", target, str(upto)]
         case History(target, count, before):
             words = ["HISTORY", target, str(count)] + ([str(before)] if before is not None else [])
+        case Topic(target, text):
+            words = ["TOPIC", target] + ([text] if text else [])
         case Resume(user, token):
             words = ["RESUME", user, token]
         case IssueToken():
@@ -438,6 +459,35 @@ def format_message(
     return (
         f"* {kind} {message_id} {format_timestamp(timestamp)} {conversation} {sender} {text}"
     ).encode("utf-8") + CRLF
+
+
+def format_topic_fields(label: str, setter: str | None, timestamp: float, text: str) -> list[str]:
+    """``<#group> <setter> <time> <text>`` (a topic) or ``<#group>`` alone (none is set),
+    as ``OK TOPIC`` and the ``* TOPIC`` push carry it."""
+    if setter is None:
+        return [label]
+    return [label, setter, format_timestamp(timestamp), text]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLine:
+    """The fields of ``OK TOPIC`` or ``* TOPIC``: no setter when no topic is set."""
+
+    group: str
+    setter: str | None = None
+    timestamp: float | None = None
+    text: str = ""
+
+
+def parse_topic(rest: str) -> TopicLine | WireError:
+    """``#group1 alice 2026-...Z plans`` (or ``#group1``) -> a `TopicLine`.  Never raises."""
+    parts = rest.split(" ", 3)
+    if len(parts) == 1 and parts[0]:
+        return TopicLine(parts[0])
+    timestamp = parse_timestamp(parts[2]) if len(parts) >= 3 else None
+    if timestamp is None:
+        return WireError("bad-server-line", f"Malformed topic: {rest[:80]!r}")
+    return TopicLine(parts[0], parts[1], timestamp, parts[3] if len(parts) == 4 else "")
 
 
 def format_greeting(version: str) -> bytes:

@@ -14,7 +14,8 @@ Session tokens (`spartan.core.tokens`) are kept here too, by their sha256 digest
 they survive a restart and are shared by the nodes of a cluster.
 
 Conversation keys are strings made by `spartan.core.chat`: ``dm:alice:bob`` (the two users,
-sorted) or ``group:group1``.
+sorted) or ``group:group1``.  A conversation may have a `Topic` (groups do): one per key,
+replaced whole when set.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class StoredMessage:
     sender: str
     text: str
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    text: str  # empty: no topic (it was cleared)
+    setter: str
+    timestamp: float  # seconds since the epoch, UTC
 
 
 class StoreError(Exception):
@@ -110,6 +118,12 @@ class MessageStore(Protocol):
 
     def mark_seen(self, user: str, conversation: str, upto: int) -> Deferred[int]:
         """Move the seen position forward (never back); fire with the new position."""
+
+    def topic(self, conversation: str) -> Deferred[Topic | None]:
+        """The topic last set for ``conversation`` (None: never set)."""
+
+    def set_topic(self, conversation: str, topic: Topic) -> Deferred[None]:
+        """Replace the topic of ``conversation``; fires once it is durable."""
 
     def unseen_counts(
         self, user: str, conversations: Iterable[str]

@@ -13,7 +13,7 @@ import bisect
 
 from twisted.internet.defer import Deferred, succeed
 
-from spartan.store import StoreBase, StoredMessage
+from spartan.store import StoreBase, StoredMessage, Topic
 
 
 class _Conversation:
@@ -35,6 +35,7 @@ class MemoryStore(StoreBase):
         self._conversations: dict[str, _Conversation] = {}
         self._by_client_id: dict[tuple[str, str], StoredMessage] = {}
         self._seen: dict[tuple[str, str], int] = {}
+        self._topics: dict[str, Topic] = {}
         self._last_id = 0
         self._tokens: dict[str, tuple[str, float]] = {}  # digest -> (user, expires)
 
@@ -103,6 +104,13 @@ class MemoryStore(StoreBase):
             if unseen:
                 counts[key] = (len(unseen), unseen[0])
         return succeed(counts)
+
+    def topic(self, conversation):
+        return succeed(self._topics.get(conversation))
+
+    def set_topic(self, conversation, topic):
+        self._topics[conversation] = topic
+        return succeed(None)
 
     def mark_seen(self, user, conversation, upto):
         position = max(self._seen.get((user, conversation), 0), upto)

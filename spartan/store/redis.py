@@ -18,6 +18,8 @@ Theory of operation
   - ``seen:<user>``: a hash, conversation key -> seen position.
   - ``token:<digest>``: a session token's user and expiry (``<expires> <user>``), with a
     Redis expiry at the same time; the expiry is also checked against the injected clock.
+  - ``topic:<conversation>``: a hash with the fields ``x`` (text), ``s`` (setter) and ``t``
+    (timestamp) of the topic last set.
 
 * **Group commit.**  `append_to` only queues a message; a call of ``_run`` scheduled with
   ``callLater(0)`` sends everything queued in that reactor turn as one script call
@@ -56,7 +58,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.store import QueuedStore, StoredMessage, StoreError
+from spartan.store import QueuedStore, StoredMessage, StoreError, Topic
 
 PREFIX = "spartan:"
 CLIENT_ID_TTL = 7 * 24 * 3600
@@ -473,6 +475,17 @@ class RedisStore(QueuedStore):
             if unseen:
                 counts[conversation] = (len(unseen), unseen[0])
         return counts
+
+    def topic(self, conversation):
+        d = self._ordered("hgetall", f"{PREFIX}topic:{conversation}")
+        return d.addCallback(
+            lambda fields: Topic(fields["x"], fields["s"], float(fields["t"])) if fields else None
+        )
+
+    def set_topic(self, conversation, topic):
+        fields = {"x": topic.text, "s": topic.setter, "t": repr(topic.timestamp)}
+        d = self._ordered("hmset", f"{PREFIX}topic:{conversation}", fields)
+        return d.addCallback(lambda _: None)
 
     def mark_seen(self, user, conversation, upto):
         d = self._ordered("eval", _MARK_SEEN, [f"{PREFIX}seen:{user}"], [conversation, upto])

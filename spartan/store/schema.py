@@ -27,7 +27,7 @@ import sqlite3
 from spartan.store import StoreError
 
 APPLICATION_ID = 0x5350_5254  # "SPRT"
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 SYNC_MODES = ("full", "normal")
 
 # MIGRATIONS[n] takes a database from version n to version n + 1.
@@ -63,6 +63,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
                user    TEXT NOT NULL,
                expires REAL NOT NULL)     -- seconds since the epoch, UTC
                WITHOUT ROWID""",
+    ),
+    # 3 -> 4: conversation topics (a group's), the last one set.
+    (
+        """CREATE TABLE topics (
+               conversation TEXT PRIMARY KEY,
+               text         TEXT NOT NULL,        -- empty: cleared
+               setter       TEXT NOT NULL,
+               timestamp    REAL NOT NULL) WITHOUT ROWID""",
     ),
 ]
 assert len(MIGRATIONS) == CURRENT_VERSION

@@ -61,7 +61,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from spartan.store import QueuedStore, StoredMessage, StoreError
+from spartan.store import QueuedStore, StoredMessage, StoreError, Topic
 from spartan.store import schema
 
 _PRUNE_BATCH = 2000  # rows deleted per retention transaction
@@ -275,6 +275,12 @@ class SQLiteStore(QueuedStore):
     def conversations(self):
         return self._call(self._conversations)
 
+    def topic(self, conversation):
+        return self._call(self._topic, conversation)
+
+    def set_topic(self, conversation, topic):
+        return self._call(self._set_topic, conversation, topic)
+
     def unseen_counts(self, user, conversations):
         return self._call(self._unseen_counts, user, list(conversations))
 
@@ -288,6 +294,20 @@ class SQLiteStore(QueuedStore):
     def _seen(conn, user, conversation):
         row = conn.execute(_SEEN, (user, conversation)).fetchone()
         return 0 if row is None else row[0]
+
+    @staticmethod
+    def _topic(conn, conversation):
+        row = conn.execute(
+            "SELECT text, setter, timestamp FROM topics WHERE conversation = ?", (conversation,)
+        ).fetchone()
+        return None if row is None else Topic(*row)
+
+    @staticmethod
+    def _set_topic(conn, conversation, topic):  # one statement: its own transaction
+        conn.execute(
+            "INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?)",
+            (conversation, topic.text, topic.setter, topic.timestamp),
+        )
 
     @staticmethod
     def _messages_after(conn, conversation, after_id, limit):
