@@ -10,7 +10,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
-from spartan import interpreter
+from spartan import interpreter, reload
 from spartan.core.auth import make_authenticator
 from spartan.core.chat import LOG_HIDDEN, LOG_OFF, LOG_TEXT, Chat
 from spartan.core.directory import DEMO, ConfigError, Directory, load_directory
@@ -108,10 +108,19 @@ class Options(usage.Options):
         ["reuse-port", None, "Listen with SO_REUSEPORT, so several nodes share a port."],
     ]
 
+    def opt_metrics_port(self, description: str) -> None:
+        self["metrics-port"] = f"tcp:{description}" if description.isdigit() else description
+
+    opt_metrics_port.__doc__ = (
+        "Serve Prometheus metrics at /metrics and a health check at /health here: a port "
+        "number or a Twisted endpoint (tcp:9100:interface=127.0.0.1). [default: none]"
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
         self["irc-ports"] = []
+        self["metrics-port"] = None
 
     def opt_port(self, description: str) -> None:
         self["ports"].append(f"tcp:{description}" if description.isdigit() else description)
@@ -211,11 +220,34 @@ class SpartanService(service.Service):
         self.reactor = reactor
         self.ports: list = []
         self.gateways: list = []  # [(description, endpoint, factory, what)]: IRC, ...
+        self.factories: list = [factory]  # every protocol's, told when the server stops
+        self.config_path: str | None = None  # re-read at SIGHUP
+        self.require_passwords = False
+        self.metrics = None  # spartan.metrics.ServerMetrics with --metrics-port
 
     def startService(self) -> None:
         super().startService()
         interpreter.tune_for_serving()
+        reload.on_hangup(self.reactor, self.reload)
+        if self.metrics is not None:
+            self.metrics.start()
         self._started = self._start()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read --config and apply it without dropping anyone still in it."""
+        if self.config_path is None:
+            self.log.info("SIGHUP: no --config to re-read; nothing changed")
+            return
+        try:
+            reloaded = reload.reload_directory(
+                self.chat, self.config_path, self.reactor, self.require_passwords
+            )
+        except ConfigError as e:
+            self.log.error("Reload failed, nothing changed: {why}", why=e)
+            return
+        self.log.info(
+            "Reloaded {path}: {what}", path=self.config_path, what=reload.describe(reloaded)
+        )
 
     @inlineCallbacks
     def _start(self):
@@ -239,6 +271,10 @@ class SpartanService(service.Service):
     @inlineCallbacks
     def stopService(self):
         super().stopService()
+        for factory in self.factories:
+            factory.shutting_down = True
+        if self.metrics is not None:
+            self.metrics.stop()
         yield self._started
         ports, self.ports = self.ports, []
         yield DeferredList([maybeDeferred(port.stopListening) for port in ports])
@@ -280,6 +316,8 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         for description in options["ports"]
     ]
     service = SpartanService(chat, factory, listeners, reactor)
+    service.config_path = options["config"]
+    service.require_passwords = options["require-passwords"]
     if options["irc-ports"]:
         irc = IRCGatewayFactory(
             chat,
@@ -293,7 +331,23 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
             service.gateways.append((description, endpoint, irc, "IRC gateway"))
+        service.factories.append(irc)
+    if options["metrics-port"]:
+        _serve_metrics(service, options, reactor)
     return service
+
+
+def _serve_metrics(service: SpartanService, options: Options, reactor) -> None:
+    from spartan import metrics
+
+    redis_store = service.chat.store if options["redis"] else None
+    service.metrics = metrics.ServerMetrics(
+        service.chat, service.factories, reactor, redis_store
+    )
+    site = metrics.metrics_site(service.metrics, lambda: metrics.service_health(service))
+    description = options["metrics-port"]
+    endpoint = _endpoint(reactor, "--metrics-port", description, False)
+    service.gateways.append((description, endpoint, site, "metrics"))
 
 
 def _endpoint(reactor, option: str, description: str, reuse_port: bool):

@@ -213,3 +213,12 @@ async def test_unseen_counts_count_what_others_sent_after_the_seen_position(make
         await store.mark_seen("alice", B, 10**6)
         assert await store.unseen_counts("alice", [A, B]) == {A: (2, a1.id + 1)}
         assert await store.unseen_counts("bob", [A]) == {A: (1, counts[B][1] - 1)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_writable_succeeds_and_changes_nothing(make_store):
+    async with opened(make_store()) as store:
+        await store.check_writable()
+        assert await store.conversations() == set()
+        (first, _), = await _append_all(store, A, ["after the check"])
+        assert first.id == 1 and await store.recent(A, 10) == [first]

@@ -57,7 +57,7 @@ from spartan.irc.lines import (
     server_time,
 )
 from spartan.irc.registration import Registration
-from spartan.net.connection import LineConnection, ReplySlot
+from spartan.net.connection import QUIT, LineConnection, ReplySlot
 from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
@@ -67,6 +67,7 @@ _CLOSE_REASONS = {
     "rate-limited": "Excess Flood",
     "login-timeout": "Registration timed out",
     "idle-timeout": "Ping timeout",
+    "removed": "Removed from the server's users",
 }
 CAPABILITIES = ("server-time", "echo-message")
 
@@ -388,7 +389,7 @@ class IRCGateway(LineConnection):
         if not self.registration.ready():
             return
         peer = getattr(self.transport.getPeer(), "host", None)
-        d = self.chat.login(self.nick, self.registration.password, self, peer)
+        d = self.chat.login(self.nick, self.registration.password, self, peer, "irc")
         d.addCallbacks(
             lambda session: self._collect(self._logged_in, session),
             lambda failure: self._collect(self._login_refused, failure),
@@ -482,6 +483,7 @@ class IRCGateway(LineConnection):
     def irc_QUIT(self, params):
         reason = params[0] if params else "Client quit"
         self._quit_reason = f"Quit: {reason}"
+        self.closing_because(QUIT)
         self._error_and_close(self._quit_reason)
 
     def irc_AWAY(self, params):
@@ -621,6 +623,18 @@ class IRCGateway(LineConnection):
             self.log.failure("Marking {label} seen", failure, label=label)
 
     # -- channels -----------------------------------------------------------------------------
+
+    def groups_changed(self, groups) -> None:
+        """The core's news that this user's groups changed: part the channels it may no
+        longer be in, then a NOTICE with its groups now."""
+        if self._closing:
+            return
+        members = dict(groups)
+        for channel in list(self.channels):
+            if self.nick not in members.get(channel[1:], ()):
+                self._part(channel, "No longer a member of the group")
+        now = ", ".join(f"{GROUP_PREFIX}{group} ({' '.join(m)})" for group, m in groups)
+        self.tell(self._notice_line(f"Your groups are now: {now or 'none'}"))
 
     def _group_of(self, channel: str):
         """(group name, members) of a channel, or None after saying ERR_NOSUCHCHANNEL."""

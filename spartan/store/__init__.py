@@ -17,7 +17,7 @@ sorted) or ``group:group1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -56,6 +56,10 @@ class AppendReceiver(Protocol):
 class MessageStore(Protocol):
     output_batch: AbstractContextManager
     """Opened around the reports of one batch of appends (`spartan.net.batch`)."""
+
+    commit_observer: Callable[[float, int], None] | None
+    """Called after each commit of appends with (seconds it took, appends in it): the
+    metrics' histograms.  None: not observed.  A store without commits never calls it."""
 
     def start(self) -> Deferred[None]:
         """Open the store; fails with StoreError if it cannot be used."""
@@ -113,6 +117,10 @@ class MessageStore(Protocol):
         that others sent: (how many, the id of the oldest).  Conversations with none are
         left out.  One question for all of them: a login asks it."""
 
+    def check_writable(self) -> Deferred[None]:
+        """Fire once the store has shown it can take a write now (a health check), without
+        changing what it holds; fail with `StoreError` saying why not."""
+
 
 class DeferredReceiver:
     """An `AppendReceiver` that fires a Deferred with (message, is_new)."""
@@ -134,6 +142,7 @@ class StoreBase:
     `append` as the Deferred form of `append_to`."""
 
     output_batch: AbstractContextManager = nullcontext()
+    commit_observer: Callable[[float, int], None] | None = None
 
     def append(self, conversation, sender, text, timestamp, client_id=None):
         receiver = DeferredReceiver()
