@@ -134,3 +134,20 @@ def test_health_says_ok_or_why_not():
     )
     code, text = _get(HealthResource(lambda: fail(StoreError("disk full"))))
     assert code == 503 and "disk full" in text
+
+
+def test_a_password_question_is_not_a_failed_login():
+    from spartan.core.auth import PasswordAuthenticator
+    from spartan.core.directory import Directory
+    from spartan.passwd import hash_password
+
+    directory = Directory(("alice", "bob"), {}, {"alice": hash_password("secret", n=2)})
+    server = Server(directory=directory)
+    server.chat.authenticator = PasswordAuthenticator(directory, server.clock)
+    metrics = ServerMetrics(server.chat, [server.factory], server.clock)
+    conn = server.connect()
+    assert conn.send("LOGIN alice")[-1].startswith("ERR password-required")
+    assert conn.send("LOGIN alice wrong")[-1].startswith("ERR bad-credentials")
+    assert conn.send("LOGIN alice secret")[-1] == "OK LOGIN alice"
+    assert value(metrics, "spartan_login_failures_total") == 1
+    assert value(metrics, "spartan_logins_total") == 1

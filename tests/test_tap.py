@@ -110,3 +110,21 @@ def test_an_unusable_database_stops_twistd_with_one_sentence(tmp_path):
     with pytest.raises(tap.CannotStart) as error:
         tap.makeService(parse("--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite3")), MemoryReactor())
     assert error.value.code.startswith("twistd spartan: --db ")
+
+
+def test_metrics_port_takes_a_number_or_an_endpoint():
+    assert parse()["metrics-port"] is None
+    assert parse("--metrics-port", "9100")["metrics-port"] == "tcp:9100"
+    endpoint = "tcp:9100:interface=127.0.0.1"
+    assert parse("--metrics-port", endpoint)["metrics-port"] == endpoint
+
+
+def test_metrics_port_is_one_more_listener_and_a_bad_one_cannot_start():
+    options = parse("--db", ":memory:", "--metrics-port", "tcp:9100:interface=127.0.0.1")
+    service = tap.makeService(options, MemoryReactor())
+    assert [(d, what) for d, _, _, what in service.gateways] == [
+        ("tcp:9100:interface=127.0.0.1", "metrics")
+    ]
+    assert service.metrics is not None and service.chat.store.commit_observer is not None
+    with pytest.raises(tap.CannotStart, match="--metrics-port nonsense:"):
+        tap.makeService(parse("--db", ":memory:", "--metrics-port", "nonsense:1"), MemoryReactor())

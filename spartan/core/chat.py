@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.core.auth import Authenticator, OpenDoor
+from spartan.core.auth import PASSWORD_REQUIRED, Authenticator, OpenDoor
 from spartan.core.directory import Directory
 from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError
@@ -261,11 +261,13 @@ class Chat:
             return session
 
         def refused(failure: Failure) -> Failure:
-            self.failed_logins += 1
+            # "password-required" is a question to the client (ask for it), not a failure.
+            if getattr(failure.value, "code", None) != PASSWORD_REQUIRED:
+                self.failed_logins += 1
             return failure
 
         d = self.authenticator.check(user, password, peer)
-        return d.addCallbacks(checked, refused)
+        return d.addCallback(checked).addErrback(refused)
 
     def _logout(self, session: Session) -> None:
         sessions = self._sessions.get(session.user, [])
