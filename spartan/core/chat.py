@@ -410,6 +410,11 @@ class Chat:
         raise self._unavailable(failure.value)
 
     def _deliver(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
+        """A message this node stored: count it, log it, deliver it here."""
+        if conversation.is_group:
+            self.stored_group += 1
+        else:
+            self.stored_direct += 1
         self._log_message(message, conversation)
         self.deliver_local(message, conversation, origin)
 
@@ -486,10 +491,6 @@ class _Posting:
     def appended(self, message: StoredMessage, is_new: bool) -> None:
         if is_new:
             session = self.session
-            if self.conversation.is_group:
-                session.chat.stored_group += 1
-            else:
-                session.chat.stored_direct += 1
             try:
                 session.chat.peers.publish(message, self.conversation, session)
             except Exception:
