@@ -75,15 +75,22 @@ def test_stored_messages_are_kept(server):
     assert carol.send("OPEN #g2")[-1] == "OK OPEN #g2 1"
 
 
-def test_irc_removed_user_gets_notice_and_error(server):
+def test_irc_removed_user_gets_notice_and_error_and_the_channel_sees_why(server):
     bob = register(server.connect_irc(), "bob")
-    bob.read()
+    alice = register(server.connect_irc(), "alice")
+    bob.send("JOIN #g1")
+    alice.send("JOIN #g1")
+    bob.read(), alice.read()
     server.chat.reload(AFTER)
     assert bob.read() == [
         f":{IRC_SERVER_NAME} NOTICE bob :{REMOVED}",
         "ERROR :Closing Link: bob (Removed from the server's users)",
     ]
     assert bob.closed
+    bob.close()  # the transport reports the close
+    quit_line = [line for line in alice.read() if " QUIT " in line]
+    assert len(quit_line) == 1 and quit_line[0].startswith(":bob!")
+    assert quit_line[0].endswith(" QUIT :Removed from the server's users")
 
 
 def test_irc_group_change_parts_the_channel_and_says_the_groups(server):

@@ -57,7 +57,7 @@ from spartan.irc.lines import (
     server_time,
 )
 from spartan.irc.registration import Registration
-from spartan.net.connection import QUIT, LineConnection, ReplySlot
+from spartan.net.connection import CLOSE_REASONS, QUIT, SLOW_READER, LineConnection, ReplySlot
 from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
@@ -69,6 +69,10 @@ _CLOSE_REASONS = {
     "idle-timeout": "Ping timeout",
     "removed": "Removed from the server's users",
 }
+# What the channels of a connection the server closed are told in its QUIT, by the
+# connection layer's close reason.
+_QUIT_REASONS = {CLOSE_REASONS[code]: words for code, words in _CLOSE_REASONS.items()}
+_QUIT_REASONS[SLOW_READER] = "Max SendQ exceeded"
 CAPABILITIES = ("server-time", "echo-message")
 
 # Commands whose first parameter names nicks or channels (IRC compares them
@@ -211,7 +215,8 @@ class IRCGateway(LineConnection):
             return
         if not (self._dropped or self._kernel_says or self.backlog.paused):
             self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
-        self._leave_all("QUIT", self._quit_reason or "Connection closed")
+        why = self._quit_reason or _QUIT_REASONS.get(self.close_reason, "Connection closed")
+        self._leave_all("QUIT", why)
         self.factory.roster.unregister(self)
         self.session.logout()
         self.session = None
