@@ -151,3 +151,35 @@ def test_a_password_question_is_not_a_failed_login():
     assert conn.send("LOGIN alice secret")[-1] == "OK LOGIN alice"
     assert value(metrics, "spartan_login_failures_total") == 1
     assert value(metrics, "spartan_logins_total") == 1
+
+
+def test_health_needs_every_listener_up_and_a_writable_store():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from spartan import tap
+    from spartan.metrics import service_health
+
+    options = tap.Options()
+    options.parseOptions(["--db", ":memory:", "--irc-port", "6667", "--metrics-port", "9100"])
+    reactor = MemoryReactorClock()
+    service = tap.makeService(options, reactor)
+
+    def health():
+        box = []
+        service_health(service).addBoth(box.append)
+        return box[0]
+
+    assert health() == "0 of 3 listeners are up"
+    service.startService()
+    try:
+        assert [listening[0] for listening in reactor.tcpServers] == [3000, 6667, 9100]
+        assert health() is None
+        service.ports.pop()  # as if the metrics port had not come up
+        assert health() == "2 of 3 listeners are up"
+        service.ports.append(object())
+        service.chat.store.check_writable = lambda: fail(StoreError("disk full"))
+        assert health() == "the message store cannot take writes: disk full"
+    finally:
+        service.chat.store.check_writable = lambda: succeed(None)
+        service.ports = []
+        service.stopService()
