@@ -149,3 +149,35 @@ def test_a_metrics_port_that_cannot_listen_stops_the_server(tmp_path):
         wait_for(lambda: server.process.poll() is not None, timeout=20, what="twistd exits")
         assert "Cannot listen on" in server.log
         server.stop()
+
+
+def test_in_a_cluster_each_node_reloads_its_own_config(tmp_path):
+    from tests.cluster_support import Node
+
+    config_a, config_b = tmp_path / "a.toml", tmp_path / "b.toml"
+    config_a.write_text(FIRST)
+    config_b.write_text(FIRST)
+    with RedisServer(tmp_path / "redis") as redis:
+        a = Node(tmp_path, redis.url, "a", "--config", str(config_a)).start()
+        b = Node(tmp_path, redis.url, "b", "--config", str(config_b)).start()
+        try:
+            bob_a, bob_b = LineClient(a.port), LineClient(b.port)
+            bob_a.ok("LOGIN bob")
+            bob_b.ok("LOGIN bob")
+            config_a.write_text(SECOND)
+            a.process.send_signal(signal.SIGHUP)  # node a only
+            assert bob_a.line().startswith("* NOTICE removed ")
+            a.wait_for_log("Reloaded ")
+            bob_b.ok("PING")  # node b still has the old file: bob stays
+            assert LineClient(a.port).command("LOGIN bob")[1].startswith("ERR ")
+            assert LineClient(b.port).command("LOGIN dave")[1].startswith("ERR ")
+            config_b.write_text(SECOND)
+            b.process.send_signal(signal.SIGHUP)
+            assert bob_b.line().startswith("* NOTICE removed ")
+            dave = LineClient(b.port)
+            dave.ok("LOGIN dave")
+            for client in (bob_a, bob_b, dave):
+                client.close()
+        finally:
+            a.stop()
+            b.stop()
