@@ -5,6 +5,7 @@ Run the Spartan benchmarks: one command, a table and JSON of medians over severa
     .venv/bin/python benchmarks/run.py --quick       # small counts, about 30 s
     .venv/bin/python benchmarks/run.py --db fresh    # a new database file per server start
     .venv/bin/python benchmarks/run.py --protocol irc   # only over IRC (default: native,irc)
+    .venv/bin/python benchmarks/run.py --with-metrics   # also Spartan with --metrics-port
 
 Each scenario of each run, over each protocol, starts a fresh server (a real ``twistd -n
 spartan``, and the bare relay measured alongside in the same run: ``benchmarks/relay.py``
@@ -115,6 +116,8 @@ class Server:
                 cmd += ["--irc-port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024"]
             if args.sync:
                 cmd += ["--sync", args.sync]
+            if kind == "spartan_metrics":  # an ephemeral port: nobody scrapes it here
+                cmd += ["--metrics-port", "tcp:0:interface=127.0.0.1"]
             if kind != "baseline" or _has_limits(args.baseline):
                 cmd += LIMITS_OFF  # a checkout from before the limits has no such options
 
@@ -156,7 +159,25 @@ class Server:
         self.output.close()
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process ``pid`` has used (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_scenario(name: str, protocol: str, port: int, pid: int, sizes: dict) -> dict:
+    if name not in ("fanout", "direct"):
+        return _run_scenario(name, protocol, port, pid, sizes)
+    # The server's CPU time per delivery: unlike throughput, hardly moved by what else the
+    # machine runs, so it shows a small difference between two servers on a busy machine.
+    cpu = server_cpu_seconds(pid)
+    result = _run_scenario(name, protocol, port, pid, sizes)
+    result["server_cpu_us"] = (server_cpu_seconds(pid) - cpu) * 1e6 / max(1, result["deliveries"])
+    return result
+
+
+def _run_scenario(name: str, protocol: str, port: int, pid: int, sizes: dict) -> dict:
     host = "127.0.0.1"
     codec = loadgen.CODECS[protocol]
     if name == "fanout":
@@ -184,10 +205,12 @@ def run_scenario(name: str, protocol: str, port: int, pid: int, sizes: dict) -> 
 FIGURES = {
     "fanout": [("deliveries_per_s", "fan-out deliveries/s", "{:,.0f}", "high"),
                ("p50_ms", "fan-out p50 latency (ms)", "{:.2f}", "low"),
-               ("p99_ms", "fan-out p99 latency (ms)", "{:.2f}", "low")],
+               ("p99_ms", "fan-out p99 latency (ms)", "{:.2f}", "low"),
+               ("server_cpu_us", "fan-out server CPU per delivery (µs)", "{:.3f}", "low")],
     "direct": [("messages_per_s", "one-to-one messages/s", "{:,.0f}", "high"),
                ("p50_ms", "one-to-one p50 latency (ms)", "{:.2f}", "low"),
-               ("p99_ms", "one-to-one p99 latency (ms)", "{:.2f}", "low")],
+               ("p99_ms", "one-to-one p99 latency (ms)", "{:.2f}", "low"),
+               ("server_cpu_us", "one-to-one server CPU per message (µs)", "{:.3f}", "low")],
     "held": [("reached", "connections held", "{:,.0f}", "high"),
              ("bytes_per_conn", "server memory per connection (bytes)", "{:,.0f}", "low")],
     "light": [("p50_ms", "light-load round trip p50 (ms)", "{:.3f}", "low"),
@@ -248,6 +271,7 @@ RATIOS = [
     ("spartan", "relay", "ratio", "Spartan / relay"),
     ("spartan", "baseline", "ratio_baseline", "Spartan / baseline"),
     ("spartan_alt", "spartan", "ratio_alt", "--spartan-python / Spartan"),
+    ("spartan_metrics", "spartan", "ratio_metrics", "with metrics / Spartan"),
 ]
 # (server, protocol, JSON key, column): that server over that protocol / over native.
 PROTOCOL_RATIOS = [
@@ -259,7 +283,8 @@ ALL_RATIOS = [(key, label) for *_, key, label in RATIOS + PROTOCOL_RATIOS]
 
 def table(rows: list[dict], servers: list[str]) -> str:
     names = {"spartan": "Spartan", "relay": "bare relay", "baseline": "baseline Spartan",
-             "relay_alt": "bare relay, --relay-python", "spartan_alt": "Spartan, --spartan-python"}
+             "relay_alt": "bare relay, --relay-python", "spartan_alt": "Spartan, --spartan-python",
+             "spartan_metrics": "Spartan, --metrics-port"}
     head = ["figure"] + [names[k] for k in servers]
     first = rows[0] if rows else {}
     ratios = [key for key, _ in ALL_RATIOS if key in first]
@@ -301,6 +326,8 @@ def main(argv=None) -> int:
                         help="also run Spartan under this interpreter (e.g. PyPy), in the same runs")
     parser.add_argument("--sync", choices=["full", "normal"],
                         help="passed to twistd spartan --sync (with --db fresh or a file)")
+    parser.add_argument("--with-metrics", action="store_true",
+                        help="also run Spartan with --metrics-port, in the same runs")
     parser.add_argument("--relay-python", metavar="PYTHON",
                         help="also run the bare relay under this interpreter (e.g. PyPy)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
@@ -339,6 +366,8 @@ def main(argv=None) -> int:
             setattr(args, option, os.path.abspath(value))
     if args.spartan_python:
         servers.insert(servers.index("spartan") + 1 if "spartan" in servers else 0, "spartan_alt")
+    if args.with_metrics:
+        servers.insert(servers.index("spartan") + 1 if "spartan" in servers else 0, "spartan_metrics")
     if args.relay_python:
         servers.append("relay_alt")
     limit = loadgen.raise_file_limit()
@@ -385,6 +414,7 @@ def main(argv=None) -> int:
                         results.append(result)
                         brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
                                  if k in ("deliveries_per_s", "messages_per_s", "p50_ms", "p99_ms",
+                                          "server_cpu_us",
                                           "reached", "bytes_per_conn", "registrations_per_s", "registered",
                                           "exactly_once", "generator_cpu")}
                         print(f"run {run + 1}/{runs} {key:15} {protocol:6} {kind:8} {brief}",

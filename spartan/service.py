@@ -9,9 +9,9 @@ systemd and to a monitor.  So a store that cannot open, or a listener that canno
 logs one critical sentence that names it and why, and the process exits with status 1
 (`spartan.process.exit_with`).
 
-SIGHUP calls `SpartanService.reload`.  Nothing can be reloaded yet; the handler is there so
-that a hang-up no longer kills the daemon, and `reload` is where re-reading the directory
-will go.
+SIGHUP calls `SpartanService.reload`: the directory file (`--config`) is read again and
+applied without dropping anyone still in it (`spartan.reload`); a file that cannot be used
+changes nothing and says why in one line.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from spartan import interpreter, process
+from spartan import interpreter, process, reload
 from spartan.core.chat import Chat
+from spartan.core.directory import ConfigError
 
 EXIT_CANNOT_START = 1
 
@@ -68,6 +69,10 @@ class SpartanService(service.Service):
         self.notices = list(notices)  # warnings for the operator, logged at start
         self.stop_process = stop_process or functools.partial(process.exit_with, reactor)
         self.ports: list = []
+        self.factories: list = [factory]  # every protocol's, told when the server stops
+        self.config_path: str | None = None  # re-read at SIGHUP
+        self.require_passwords = False
+        self.metrics = None  # spartan.metrics.ServerMetrics with --metrics-port
 
     def add_listener(self, option: str, description: str, endpoint, factory, what: str) -> None:
         self.listeners.append(Listener(option, description, endpoint, factory, what))
@@ -78,6 +83,8 @@ class SpartanService(service.Service):
         for notice in self.notices:
             self.log.warn("{notice}", notice=notice)
         process.on_hangup(self.reactor, self.reload)
+        if self.metrics is not None:
+            self.metrics.start()
         self._started = self._start()
 
     @inlineCallbacks
@@ -105,13 +112,28 @@ class SpartanService(service.Service):
         self.stop_process(EXIT_CANNOT_START)
 
     def reload(self) -> None:
-        """SIGHUP: re-read what can change while running.  Nothing can yet."""
-        self.log.info("Reloading is not configured: SIGHUP changes nothing; restart the "
-                      "server to apply a changed --config.")  # fmt: skip
+        """SIGHUP: re-read --config and apply it without dropping anyone still in it."""
+        if self.config_path is None:
+            self.log.info("SIGHUP: no --config to re-read; nothing changed")
+            return
+        try:
+            reloaded = reload.reload_directory(
+                self.chat, self.config_path, self.reactor, self.require_passwords
+            )
+        except ConfigError as e:
+            self.log.error("Reload failed, nothing changed: {why}", why=e)
+            return
+        self.log.info(
+            "Reloaded {path}: {what}", path=self.config_path, what=reload.describe(reloaded)
+        )
 
     @inlineCallbacks
     def stopService(self):
         super().stopService()
+        for factory in self.factories:
+            factory.shutting_down = True
+        if self.metrics is not None:
+            self.metrics.stop()
         yield self._started
         ports, self.ports = self.ports, []
         yield DeferredList([maybeDeferred(port.stopListening) for port in ports])

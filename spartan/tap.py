@@ -160,12 +160,21 @@ class Options(usage.Options):
         ["reuse-port", None, "Listen with SO_REUSEPORT, so several nodes share a port."],
     ]
 
+    def opt_metrics_port(self, description: str) -> None:
+        self["metrics-port"] = f"tcp:{description}" if description.isdigit() else description
+
+    opt_metrics_port.__doc__ = (
+        "Serve Prometheus metrics at /metrics and a health check at /health here: a port "
+        "number or a Twisted endpoint (tcp:9100:interface=127.0.0.1). [default: none]"
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
         self["irc-ports"] = []
         self["web-ports"] = []
         self["web-origins"] = []
+        self["metrics-port"] = None
 
     def parseOptions(self, options=None) -> None:
         try:
@@ -355,6 +364,8 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     # commit inside the listeners' batch: one write per connection, not per message.
     chat.store.output_batch = factory.batch
     service = SpartanService(chat, factory, reactor, notices=exposure_notices(options))
+    service.config_path = options["config"]
+    service.require_passwords = options["require-passwords"]
     for description in options["ports"]:
         endpoint = _endpoint(reactor, "--port", description, options["reuse-port"])
         service.add_listener("--port", description, endpoint, factory, "server started")
@@ -371,6 +382,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         for description in options["irc-ports"]:
             endpoint = _endpoint(reactor, "--irc-port", description, options["reuse-port"])
             service.add_listener("--irc-port", description, endpoint, irc, "IRC gateway")
+        service.factories.append(irc)
     if options["web-ports"]:
         from spartan.web import web_site
 
@@ -378,7 +390,22 @@ def makeService(options: Options, reactor=None) -> SpartanService:
         for description in options["web-ports"]:
             endpoint = _endpoint(reactor, "--web-port", description, options["reuse-port"])
             service.add_listener("--web-port", description, endpoint, site, "web client")
+    if options["metrics-port"]:
+        _serve_metrics(service, options, reactor)
     return service
+
+
+def _serve_metrics(service: SpartanService, options: Options, reactor) -> None:
+    from spartan import metrics
+
+    redis_store = service.chat.store if options["redis"] else None
+    service.metrics = metrics.ServerMetrics(
+        service.chat, service.factories, reactor, redis_store
+    )
+    site = metrics.metrics_site(service.metrics, lambda: metrics.service_health(service))
+    description = options["metrics-port"]
+    endpoint = _endpoint(reactor, "--metrics-port", description, False)
+    service.add_listener("--metrics-port", description, endpoint, site, "metrics")
 
 
 def _endpoint(reactor, option: str, description: str, reuse_port: bool):

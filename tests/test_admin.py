@@ -16,7 +16,7 @@ import pytest
 from spartan import admin
 from spartan.core.directory import load_directory
 from spartan.passwd import verify_password
-from tests.support import TwistdServer
+from tests.support import LineClient, TwistdServer
 
 TEAM = """\
 # The team's directory: who may chat.
@@ -200,8 +200,10 @@ def test_reload_signals_the_running_server(tmp_path, team):
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert result.stdout.endswith(f"Sent SIGHUP to the server (pid {server.process.pid}).\n")
-        server.wait_for_log("Reloading is not configured")
+        server.wait_for_log("1 user(s) added (carol)")
         assert server.process.poll() is None
+        client = LineClient(server.port)
+        assert client.ok("LOGIN carol") == "OK LOGIN carol"  # at once, nobody restarted
     finally:
         assert server.stop() == -signal.SIGTERM
 

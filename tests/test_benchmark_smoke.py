@@ -163,3 +163,19 @@ def test_cpu_bench_measures_both_front_ends_through_the_servers_code():
         "irc fan-out ns/delivery", "irc one-to-one ns/message",
     }  # fmt: skip
     assert all(0 < value < 1e6 for value in figures.values())  # ns: a message, not a stall
+def test_with_metrics_runs_spartan_with_and_without_metrics_port_in_the_same_runs(tmp_path):
+    report_path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
+         "--scenarios", "fanout,direct", "--protocol", "native", "--servers", "spartan",
+         "--with-metrics", "--no-logtext", "--json", str(report_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for label in ("Spartan, --metrics-port", "with metrics / Spartan",
+                  "fan-out server CPU per delivery (µs)", "one-to-one server CPU per message (µs)"):
+        assert label in result.stdout
+    report = json.loads(report_path.read_text())
+    servers = {r["server"] for r in report["results"]}
+    assert servers == {"spartan", "spartan_metrics"}
+    assert all(r["server_cpu_us"] > 0 for r in report["results"])

@@ -123,7 +123,7 @@ def test_sighup_leaves_a_daemon_serving_and_its_pidfile_in_place(tmp_path):
     pid = int(pidfile.read_text())
     try:
         os.kill(pid, signal.SIGHUP)
-        wait_for(lambda: "Reloading is not configured" in logfile.read_text(), 10, "the HUP line")
+        wait_for(lambda: "SIGHUP: no --config to re-read" in logfile.read_text(), 10, "the HUP line")
         os.kill(pid, 0)  # still there
         client = LineClient(port)
         assert client.greeting.startswith("* HELLO Spartan")

@@ -257,3 +257,10 @@ async def test_topics_are_kept_per_conversation_and_replaced_whole(make_store):
         assert await store.topic(B) == Topic("", "bob", 1002.25)
         assert await store.topic("group:other") == Topic("elsewhere", "bob", 1001.0)
         assert await store.topic(A) is None
+@pytest_twisted.ensureDeferred
+async def test_check_writable_succeeds_and_changes_nothing(make_store):
+    async with opened(make_store()) as store:
+        await store.check_writable()
+        assert await store.conversations() == set()
+        (first, _), = await _append_all(store, A, ["after the check"])
+        assert first.id == 1 and await store.recent(A, 10) == [first]

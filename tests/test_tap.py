@@ -245,8 +245,23 @@ def test_sighup_once_the_reactor_runs_calls_reload_and_changes_nothing_yet(log_l
         reactor.advance(0)
     finally:
         signal.signal(signal.SIGHUP, before)
-    assert [line for line in log_lines if line.startswith("Reloading")] == [
-        "Reloading is not configured: SIGHUP changes nothing; restart the server to apply a "
-        "changed --config."
-    ]
+    assert "SIGHUP: no --config to re-read; nothing changed" in log_lines
     service.stopService()
+
+
+def test_metrics_port_takes_a_number_or_an_endpoint():
+    assert parse()["metrics-port"] is None
+    assert parse("--metrics-port", "9100")["metrics-port"] == "tcp:9100"
+    endpoint = "tcp:9100:interface=127.0.0.1"
+    assert parse("--metrics-port", endpoint)["metrics-port"] == endpoint
+
+
+def test_metrics_port_is_one_more_listener_and_a_bad_one_cannot_start():
+    options = parse("--db", ":memory:", "--metrics-port", "tcp:9100:interface=127.0.0.1")
+    service = tap.makeService(options, MemoryReactor())
+    assert [(l.description, l.what) for l in service.listeners if l.option == "--metrics-port"] == [
+        ("tcp:9100:interface=127.0.0.1", "metrics")
+    ]
+    assert service.metrics is not None and service.chat.store.commit_observer is not None
+    with pytest.raises(tap.CannotStart, match="--metrics-port nonsense:"):
+        tap.makeService(parse("--db", ":memory:", "--metrics-port", "nonsense:1"), MemoryReactor())

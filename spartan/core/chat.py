@@ -28,6 +28,12 @@ Theory of operation
 * What other nodes must hear goes through ``Chat.peers`` (see `Peers`): a stored message,
   a user coming online or going offline.  Alone, a node is its own only peer (`SingleNode`);
   `spartan.cluster.nodes` puts a Redis-backed implementation there.
+* The directory can be replaced while running (`Chat.reload`): every answer is looked up in
+  ``self.directory`` (the caches are keyed by it), so the new one holds from the next line
+  on.  Sessions of a user no longer in it are told why and closed; users whose groups
+  changed are told their groups.  Stored messages are not touched.
+* Counters (logins, messages stored, deliveries) are plain ints bumped where the work is
+  done; a metrics collector reads them when scraped, so counting costs an addition.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spartan.core.auth import Authenticator, OpenDoor
+from spartan.core.auth import PASSWORD_REQUIRED, Authenticator, OpenDoor
 from spartan.core.directory import Directory
 from spartan.core.errors import ChatError
 from spartan.store import MessageStore, StoredMessage, StoreError, Topic
@@ -86,7 +92,8 @@ class Delivery:
 
 
 class Client(Protocol):
-    """What the core needs of a connection: somewhere to push messages and events."""
+    """What the core needs of a connection: somewhere to push messages and events, and to
+    hear that the directory changed under it."""
 
     def receive(self, delivery: Delivery) -> None: ...
 
@@ -96,6 +103,26 @@ class Client(Protocol):
     def presence(self, user: str, online: bool, session: Session) -> None:
         """``user``, who shares a group with this session's user, came online or went
         offline (on this node): ``session`` is the one that opened first or closed last."""
+
+    def removed(self, sentence: str) -> None:
+        """The user is no longer in the directory (its session is already closed): tell
+        the peer ``sentence`` and hang up."""
+
+    def groups_changed(self, groups: list[tuple[str, tuple[str, ...]]]) -> None:
+        """The user's groups (name, members) are now ``groups``: tell the peer."""
+
+
+REMOVED = "You were removed from this server's users; closing."
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a `Chat.reload` changed, for the operator's log line."""
+
+    added: tuple[str, ...]  # users new in the directory
+    removed: tuple[str, ...]  # users gone from it
+    closed: int  # sessions closed because their user was removed
+    regrouped: tuple[str, ...]  # users still there whose groups or groupmates changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +228,12 @@ class Chat:
         # and forgotten at any login or logout: one flat loop per delivery.
         self._group_receivers: dict[str, list[tuple[Session, Callable[[Delivery], None]]]] = {}
         self._receivers_of: Directory | None = None
+        # Counters, read by the metrics collector.
+        self.logins = 0
+        self.failed_logins = 0
+        self.stored_direct = 0
+        self.stored_group = 0
+        self.deliveries = 0  # messages pushed to a session
 
     @inlineCallbacks
     def start(self):
@@ -217,9 +250,15 @@ class Chat:
     # -- sessions and presence ------------------------------------------------------------
 
     def login(
-        self, user: str, password: str | None, client: Client, peer: str | None = None
+        self,
+        user: str,
+        password: str | None,
+        client: Client,
+        peer: str | None = None,
+        via: str = "",
     ) -> Deferred[Session]:
-        """Check credentials, then open a session for ``user`` that pushes to ``client``."""
+        """Check credentials, then open a session for ``user`` that pushes to ``client``.
+        ``peer`` (the address) and ``via`` (the protocol) are for the log."""
 
         def checked(allowed: bool) -> Session:
             if not allowed or not self.directory.is_user(user):
@@ -230,10 +269,21 @@ class Chat:
             if len(self._sessions[user]) == 1:
                 self.peers.joined(user)
                 self._tell_presence(session, True)
-            self.log.info("{user} logged in", user=user)
+            self.logins += 1
+            # The spec's words first ("alice logged in"), then where from, for operators.
+            self.log.info(
+                "{user} logged in from {peer} ({via})", user=user, peer=peer or "?", via=via or "?"
+            )
             return session
 
-        return self.authenticator.check(user, password, peer).addCallback(checked)
+        def refused(failure: Failure) -> Failure:
+            # "password-required" is a question to the client (ask for it), not a failure.
+            if getattr(failure.value, "code", None) != PASSWORD_REQUIRED:
+                self.failed_logins += 1
+            return failure
+
+        d = self.authenticator.check(user, password, peer)
+        return d.addCallback(checked).addErrback(refused)
 
     def _logout(self, session: Session) -> None:
         sessions = self._sessions.get(session.user, [])
@@ -263,6 +313,36 @@ class Chat:
     def sessions_of(self, users) -> list[Session]:
         """The sessions on this node of ``users``."""
         return [session for user in users for session in self._sessions.get(user, ())]
+
+    def reload(self, directory: Directory, authenticator: Authenticator | None = None) -> Reloaded:
+        """Use ``directory`` and ``authenticator`` (as in the constructor: None means no
+        passwords) from now on, without dropping anyone who is still in the directory:
+        removed users' sessions are closed with `REMOVED`, users whose groups changed are
+        told their groups."""
+        old, self.directory = self.directory, directory
+        self.authenticator = authenticator or OpenDoor(directory)
+        self._group_receivers.clear()
+        removed = tuple(u for u in old.users if not directory.is_user(u))
+        added = tuple(u for u in directory.users if not old.is_user(u))
+        closed, regrouped = 0, []
+        for user in list(self._sessions):
+            sessions = list(self._sessions[user])
+            if not directory.is_user(user):
+                for session in sessions:
+                    self._logout(session)  # first: nothing more is delivered to it
+                    session.client.removed(REMOVED)
+                closed += len(sessions)
+                self.log.info(
+                    "{user} was removed from the users: closed {n} session(s)",
+                    user=user, n=len(sessions),
+                )  # fmt: skip
+                continue
+            groups = _groups_of(directory, user)
+            if groups != _groups_of(old, user):
+                regrouped.append(user)
+                for session in sessions:
+                    session.client.groups_changed(groups)
+        return Reloaded(added, removed, closed, tuple(regrouped))
 
     def is_user(self, name: str) -> bool:
         return self.directory.is_user(name)
@@ -370,6 +450,11 @@ class Chat:
         raise self._unavailable(failure.value)
 
     def _deliver(self, message: StoredMessage, conversation: Conversation, origin: Session) -> None:
+        """A message this node stored: count it, log it, deliver it here."""
+        if conversation.is_group:
+            self.stored_group += 1
+        else:
+            self.stored_direct += 1
         self._log_message(message, conversation)
         self.deliver_local(message, conversation, origin)
 
@@ -393,6 +478,8 @@ class Chat:
             for session, receive in receivers:
                 if session is not origin:
                     receive(delivery)
+            # The origin is among the receivers when it is a session of this node.
+            self.deliveries += len(receivers) - (origin is not None)
             return
         views: dict[str, Delivery] = {}
         for user in conversation.participants:
@@ -406,6 +493,7 @@ class Chat:
             for session in sessions:
                 if session is not origin:
                     session.client.receive(delivery)
+                    self.deliveries += 1
 
     def _log_message(self, message: StoredMessage, conversation: Conversation) -> None:
         if self.message_log == LOG_OFF:
@@ -485,8 +573,7 @@ class Session:
         self.chat._logout(self)
 
     def groups(self) -> list[tuple[str, tuple[str, ...]]]:
-        directory = self.chat.directory
-        return [(group, directory.groups[group]) for group in directory.groups_of(self.user)]
+        return _groups_of(self.chat.directory, self.user)
 
     def post(self, target: str, text: str, client_id: str | None, reply: PostReply) -> None:
         """Send a message: the one way in for every front end.
@@ -614,3 +701,8 @@ class Session:
         except StoreError as e:
             raise chat._unavailable(e) from None
         return conversation.label_for(self.user), messages
+
+
+def _groups_of(directory: Directory, user: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The groups of ``user`` with their members, in the order of the directory."""
+    return [(group, directory.groups[group]) for group in directory.groups_of(user)]

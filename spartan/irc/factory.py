@@ -27,6 +27,7 @@ MOTD = (
 
 class IRCGatewayFactory(ConnectionFactory):
     protocol = IRCGateway
+    protocol_name = "irc"
 
     def __init__(
         self,

@@ -60,7 +60,7 @@ from spartan.irc.lines import (
     server_time,
 )
 from spartan.irc.registration import Registration
-from spartan.net.connection import LineConnection, ReplySlot
+from spartan.net.connection import CLOSE_REASONS, QUIT, SLOW_READER, LineConnection, ReplySlot
 from spartan.net.sendqueue import acknowledged
 
 MAX_TARGETS = 4
@@ -72,7 +72,12 @@ _CLOSE_REASONS = {
     "rate-limited": "Excess Flood",
     "login-timeout": "Registration timed out",
     "idle-timeout": "Ping timeout",
+    "removed": "Removed from the server's users",
 }
+# What the channels of a connection the server closed are told in its QUIT, by the
+# connection layer's close reason.
+_QUIT_REASONS = {CLOSE_REASONS[code]: words for code, words in _CLOSE_REASONS.items()}
+_QUIT_REASONS[SLOW_READER] = "Max SendQ exceeded"
 CAPABILITIES = ("server-time", "echo-message")
 
 # Commands whose first parameter names nicks or channels (IRC compares them
@@ -249,7 +254,8 @@ class IRCGateway(LineConnection):
             return
         if not (self._dropped or self._kernel_says or self.backlog.paused):
             self._flush_acks()  # no socket to ask: what left Twisted's buffer counts
-        self._leave_all("QUIT", self._quit_reason or "Connection closed")
+        why = self._quit_reason or _QUIT_REASONS.get(self.close_reason, "Connection closed")
+        self._leave_all("QUIT", why)
         self.factory.roster.unregister(self, self.factory.clock.seconds())
         self.session.logout()
         self.session = None
@@ -436,7 +442,7 @@ class IRCGateway(LineConnection):
         if not self.registration.ready():
             return
         peer = getattr(self.transport.getPeer(), "host", None)
-        d = self.chat.login(self.nick, self.registration.password, self, peer)
+        d = self.chat.login(self.nick, self.registration.password, self, peer, "irc")
         d.addCallbacks(
             lambda session: self._collect(self._logged_in, session),
             lambda failure: self._collect(self._login_refused, failure),
@@ -533,6 +539,7 @@ class IRCGateway(LineConnection):
     def irc_QUIT(self, params):
         reason = params[0] if params else "Client quit"
         self._quit_reason = f"Quit: {reason}"
+        self.closing_because(QUIT)
         if self._marks:
             self._flush_acks()  # what its peer has counts, while the socket can still say
         self._error_and_close(self._quit_reason)
@@ -696,6 +703,18 @@ class IRCGateway(LineConnection):
             self.log.failure("Marking {label} seen", failure, label=label)
 
     # -- channels -----------------------------------------------------------------------------
+
+    def groups_changed(self, groups) -> None:
+        """The core's news that this user's groups changed: part the channels it may no
+        longer be in, then a NOTICE with its groups now."""
+        if self._closing:
+            return
+        members = dict(groups)
+        for channel in list(self.channels):
+            if self.nick not in members.get(channel[1:], ()):
+                self._part(channel, "No longer a member of the group")
+        now = ", ".join(f"{GROUP_PREFIX}{group} ({' '.join(m)})" for group, m in groups)
+        self.tell(self._notice_line(f"Your groups are now: {now or 'none'}"))
 
     def _group_of(self, channel: str):
         """(group name, members) of a channel, or None after saying ERR_NOSUCHCHANNEL."""

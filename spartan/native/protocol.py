@@ -14,8 +14,8 @@ from spartan import __version__
 from spartan.core.chat import Delivery
 from spartan.core.errors import ChatError
 from spartan.native import wire
-from spartan.net.connection import ConnectionFactory, LineConnection, ReplySlot
 from spartan.core.tokens import Token, session_tokens
+from spartan.net.connection import QUIT, ConnectionFactory, LineConnection, ReplySlot
 
 
 def encode_delivery(delivery: Delivery) -> bytes:
@@ -113,6 +113,10 @@ class NativeProtocol(LineConnection):
     def presence(self, user: str, online: bool, session) -> None:
         pass  # native clients ask (USERS) when they want to know
 
+    def groups_changed(self, groups) -> None:
+        if not self.closing:
+            self.push_in_order(lambda: wire.format_push("GROUPS", *_group_fields(groups)))
+
     def _login(self, command: wire.Login):
         return self._log_in(command.user, command.password)
 
@@ -133,7 +137,7 @@ class NativeProtocol(LineConnection):
             self._logging_in = False
             return result
 
-        d = self.factory.chat.login(user, credential, self, peer)
+        d = self.factory.chat.login(user, credential, self, peer, "native")
         return d.addCallback(logged_in).addBoth(done)
 
 
@@ -150,7 +154,7 @@ def _ping(protocol, command):
 
 def _quit(protocol, command):
     protocol.reply(wire.format_ok("BYE"))
-    protocol.close_after_replies()
+    protocol.close_after_replies(QUIT)
 
 
 def _users(protocol, session, command):
@@ -158,8 +162,13 @@ def _users(protocol, session, command):
     return wire.format_ok("USERS", *fields)
 
 
+def _group_fields(groups) -> list[str]:
+    """``group1=alice,bob``: a group and its members, in ``OK GROUPS`` and ``* GROUPS``."""
+    return [f"{group}={','.join(members)}" for group, members in groups]
+
+
 def _groups(protocol, session, command):
-    return wire.format_ok("GROUPS", *(f"{g}={','.join(members)}" for g, members in session.groups()))
+    return wire.format_ok("GROUPS", *_group_fields(session.groups()))
 
 
 def _unread(protocol, session, command):
@@ -278,6 +287,7 @@ class NativeFactory(ConnectionFactory):
     """The native port's listener: builds a `NativeProtocol` per connection."""
 
     protocol = NativeProtocol
+    protocol_name = "native"
 
     def __init__(self, chat, version: str = "", **settings) -> None:
         super().__init__(chat, **settings)

@@ -24,11 +24,14 @@ Theory of operation
   timeouts hang up at once.  Each front end words these in its own protocol (`IGuarded`).
 * Nothing a peer sends makes this raise: a bug in a handler is logged and answered with the
   front end's internal-error reply.
+* Every close has a reason (`CLOSE_REASONS`: quit, a timeout, a slow reader, flood, removed
+  by a reload, server shutdown; else the peer closed it): a logged-in user's disconnection
+  is logged with it, and the factory counts closes by reason for the metrics.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
@@ -49,6 +52,16 @@ DEFAULT_MAX_PENDING = 1 << 20
 MAX_WAITING_REPLIES = 1024  # replies not yet written before a connection stops reading
 
 _GUARD, _REPLIES = 1, 2  # why a connection takes no lines (bits of _paused)
+
+# Why a connection closed, from the code the server closed it for; the log and the metrics
+# use these words.
+QUIT, PEER_CLOSED, SLOW_READER, SHUTDOWN = "quit", "closed by peer", "slow reader", "server shutdown"
+CLOSE_REASONS = {
+    "rate-limited": "flood",
+    "login-timeout": "login timeout",
+    "idle-timeout": "idle timeout",
+    "removed": "removed",
+}
 
 
 class ReplySlot:
@@ -87,6 +100,7 @@ class LineConnection(Protocol):
     factory: ConnectionFactory
     address: str | None = None  # the peer's host, counted by the factory
     session = None  # the core's Session once logged in
+    close_reason: str | None = None  # why the server closed it (None: the peer did)
 
     def __init__(self) -> None:
         # Replies waiting for an earlier one, in order; made only when one has to wait
@@ -170,7 +184,15 @@ class LineConnection(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self._closing = True
-        self.factory.connection_lost(self)
+        factory = self.factory
+        why = self.close_reason or (SHUTDOWN if factory.shutting_down else PEER_CLOSED)
+        factory.closes[why] += 1
+        if self.session is not None:
+            self.log.info(
+                "{user} disconnected from {address} ({via}): {why}",
+                user=self.session.user, address=self.address, via=factory.protocol_name, why=why,
+            )  # fmt: skip
+        factory.connection_lost(self)
         if hasattr(self, "guard"):
             self.guard.stop()
         self.connection_ended()
@@ -341,6 +363,7 @@ class LineConnection(Protocol):
         if self._closing:
             return
         self._closing = True
+        self.closing_because(SLOW_READER)
         self.log.warn(
             "Closing the connection of {who}: it stopped reading ({n} bytes waiting)",
             who=self.who,
@@ -353,10 +376,17 @@ class LineConnection(Protocol):
 
     # -- closing ------------------------------------------------------------------------------
 
-    def close_after_replies(self) -> None:
+    def close_after_replies(self, reason: str | None = None) -> None:
         """Close the connection once the replies already queued are written."""
         self._closing = True
+        if reason is not None:
+            self.closing_because(reason)
         self._close_when_answered()
+
+    def closing_because(self, reason: str) -> None:
+        """Remember why the server closes this connection (the first reason given)."""
+        if self.close_reason is None:
+            self.close_reason = reason
 
     def _close_when_answered(self) -> None:
         if self._closing and not self._replies and self.transport is not None:
@@ -374,6 +404,8 @@ class LineConnection(Protocol):
         return self._closing
 
     def send_notice(self, code: str, sentence: str) -> None:
+        if code == "rate-limited":
+            self.factory.rate_limit_warnings += 1
         self._write(self.notice_words(code, sentence))
 
     def send_ping(self, token: str) -> None:
@@ -381,9 +413,10 @@ class LineConnection(Protocol):
 
     def refuse(self, code: str, sentence: str) -> None:
         self.reply(self.refuse_words(code, sentence))
-        self.close_after_replies()
+        self.close_after_replies(CLOSE_REASONS.get(code, code))
 
     def hang_up(self, code: str, sentence: str) -> None:
+        self.closing_because(CLOSE_REASONS.get(code, code))
         self._write(self.hang_up_words(code, sentence))
         self._closing = True
         self.flush()
@@ -395,6 +428,14 @@ class LineConnection(Protocol):
     def resume_lines(self) -> None:
         self._resume(_GUARD)
 
+    # -- the core's Client, where every front end does the same -----------------------------------
+
+    def removed(self, sentence: str) -> None:
+        """The user was removed from the directory: say why, in this protocol's words, and
+        hang up (the core has closed the session already)."""
+        if not self._closing and self.transport is not None:
+            self.hang_up("removed", sentence)
+
 
 class ConnectionFactory(ServerFactory):
     """What every listener has: the chat core, the limits, one count of connections (shared
@@ -402,6 +443,7 @@ class ConnectionFactory(ServerFactory):
     ports) and the output batch."""
 
     noisy = False  # the service logs the spec's own "Started ..." lines instead
+    protocol_name = "?"  # for the log and the metrics: native, irc, ...
 
     def __init__(
         self,
@@ -424,6 +466,11 @@ class ConnectionFactory(ServerFactory):
             )
         self.connections = connections
         self.batch = batch or OutputBatch()
+        self.shutting_down = False  # set by the service: connections lost now are its doing
+        # Counters, read by the metrics collector.
+        self.open = 0  # connections open now
+        self.closes: Counter[str] = Counter()  # closed connections by reason
+        self.rate_limit_warnings = 0
 
     def refusal_words(self, sentence: str) -> bytes:
         """What a connection over the limits is told before it is closed."""
@@ -436,12 +483,14 @@ class ConnectionFactory(ServerFactory):
             return _Refuse(self.refusal_words(refusal))
         protocol = super().buildProtocol(addr)
         protocol.address = address
+        self.open += 1
         return protocol
 
     def connection_lost(self, protocol: LineConnection) -> None:
         if protocol.address is not None:
             self.connections.release(protocol.address)
             protocol.address = None
+            self.open -= 1
 
 
 class _Refuse(Protocol):

@@ -21,7 +21,7 @@ replaced whole when set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -67,6 +67,10 @@ class AppendReceiver(Protocol):
 class MessageStore(Protocol):
     output_batch: AbstractContextManager
     """Opened around the reports of one batch of appends (`spartan.net.batch`)."""
+
+    commit_observer: Callable[[float, int], None] | None
+    """Called after each commit of appends with (seconds it took, appends in it): the
+    metrics' histograms.  None: not observed.  A store without commits never calls it."""
 
     def start(self) -> Deferred[None]:
         """Open the store; fails with StoreError if it cannot be used."""
@@ -141,6 +145,9 @@ class MessageStore(Protocol):
 
     def remove_token(self, digest: str) -> Deferred[None]:
         """Forget a token (revoked); nothing happens for an unknown one."""
+    def check_writable(self) -> Deferred[None]:
+        """Fire once the store has shown it can take a write now (a health check), without
+        changing what it holds; fail with `StoreError` saying why not."""
 
 
 class DeferredReceiver:
@@ -163,6 +170,7 @@ class StoreBase:
     `append` as the Deferred form of `append_to`."""
 
     output_batch: AbstractContextManager = nullcontext()
+    commit_observer: Callable[[float, int], None] | None = None
 
     def append(self, conversation, sender, text, timestamp, client_id=None):
         receiver = DeferredReceiver()

@@ -48,6 +48,9 @@ class MemoryStore(StoreBase):
     def conversations(self) -> Deferred[set[str]]:
         return succeed(set(self._conversations))
 
+    def check_writable(self) -> Deferred[None]:
+        return succeed(None)  # memory takes writes while the process runs
+
     def append_to(self, conversation, sender, text, timestamp, client_id, receiver) -> None:
         receiver.appended(*self._append(conversation, sender, text, timestamp, client_id))
 

@@ -241,6 +241,7 @@ class RedisStore(QueuedStore):
         self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0  # script calls sent (the tests count round trips with it)
         self.appended = 0  # messages in them
+        self.errors = 0  # commands that failed (unreachable, timed out, refused)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -329,6 +330,7 @@ class RedisStore(QueuedStore):
         """Run one txredisapi command; fails with StoreError (at once when disconnected)."""
         if not self.connected:
             self._set_available(False, f"no connection to {self.address}")
+            self.errors += 1
             raise_now: Deferred = Deferred()
             raise_now.errback(StoreError(f"Redis unreachable at {self.address}"))
             return raise_now
@@ -341,6 +343,7 @@ class RedisStore(QueuedStore):
         def failed(failure):
             if failure.check(StoreError):
                 return failure
+            self.errors += 1
             why = failure.getErrorMessage() or failure.type.__name__
             if not _is_reply_error(failure.value):
                 self._set_available(False, why)
@@ -349,6 +352,11 @@ class RedisStore(QueuedStore):
         return d.addErrback(failed)
 
     # -- the MessageStore interface ------------------------------------------------------
+
+    def check_writable(self) -> Deferred[None]:
+        # A key that expires: a read-only replica or a full Redis refuses it, nothing stays.
+        d = self.execute("set", PREFIX + "health-check", "1", None, 10_000)  # PX 10 s
+        return d.addCallback(lambda _: None)
 
     def conversations(self) -> Deferred[set[str]]:
         return self._ordered("smembers", PREFIX + "conversations").addCallback(set)
@@ -413,10 +421,12 @@ class RedisStore(QueuedStore):
         keys = [PREFIX + "next-id", PREFIX + "conversations"]
         args = [PREFIX, self._max, CLIENT_ID_TTL, payload]
         d = self.execute("eval", _APPEND_BATCH, keys, args)
-        d.addBoth(self._answer, batch)
+        d.addBoth(self._answer, batch, self.clock.seconds())
 
-    def _answer(self, reply, batch: list) -> None:
+    def _answer(self, reply, batch: list, started: float) -> None:
         self._in_flight -= 1
+        if self.commit_observer is not None:
+            self.commit_observer(self.clock.seconds() - started, len(batch))
         if self._pending and not self._in_flight and self._scheduled is None:
             # Send what queued up meanwhile first: Redis works on it while this thread
             # answers the batch that just came back.

@@ -280,6 +280,14 @@ class SQLiteStore(QueuedStore):
 
     def set_topic(self, conversation, topic):
         return self._call(self._set_topic, conversation, topic)
+    def check_writable(self):
+        return self._call(self._check_writable)
+
+    @staticmethod
+    def _check_writable(conn) -> None:  # worker thread
+        # Takes the write lock (a locked or read-only database fails here), writes nothing.
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
 
     def unseen_counts(self, user, conversations):
         return self._call(self._unseen_counts, user, list(conversations))
@@ -387,10 +395,15 @@ class SQLiteStore(QueuedStore):
         self._in_flight = True
         self.jobs += 1
         d = deferToThreadPool(self._reactor, self._pool, self._execute, operations)
-        d.addBoth(self._finished, operations)
+        d.addBoth(self._finished, operations, self._reactor.seconds())
 
-    def _finished(self, outcomes: list | Failure, operations: list) -> None:
+    def _finished(self, outcomes: list | Failure, operations: list, started: float) -> None:
         self._in_flight = False
+        observer = self.commit_observer
+        if observer is not None:
+            appends = sum(1 for operation in operations if operation[0] == _APPEND)
+            if appends:
+                observer(self._reactor.seconds() - started, appends)
         if self._pending:
             # Hand over what arrived during that job first, so that the worker commits it
             # while this thread fires the callbacks below (they all come after it in the
