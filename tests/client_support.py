@@ -264,6 +264,7 @@ class AutoServer:
         self.next_id = 100
         self.unseen: dict[str, list[str]] = {}  # conversation -> MSG lines for the next OPEN
         self.unread = "OK UNREAD"  # the answer to UNREAD
+        self.topics: dict[str, str] = {}  # group -> "<setter> <time> <text>"; none set: none
 
     def answer(self) -> list[str]:
         """Answer every command sent so far; return them."""
@@ -293,6 +294,11 @@ class AutoServer:
         if verb == "SEND":
             self.next_id += 1
             return [f"OK SENT {self.next_id} {MSG_TIME}"]
+        if verb == "TOPIC":
+            group, _, text = rest.partition(" ")
+            if text:
+                self.topics[group] = f"{self.h.flow.user} {MSG_TIME} {text}"
+            return [f"OK TOPIC {group} {self.topics.get(group, '')}".rstrip()]
         if verb == "ACK":
             return [f"OK ACK {rest}"]
         if verb == "QUIT":

@@ -439,3 +439,35 @@ def test_what_waits_is_said_at_login(client, peer):
     rows = [row.rstrip() for row in alice.visible().display]
     menu = rows.index("What do you want to do?")
     assert rows[menu - 1] == "[Spartan] Unread: bob (2), group1 (1)"
+
+
+def test_group_topic_on_entering_its_chat_and_when_it_changes(client, peer):
+    alice = peer("alice")
+    alice.ok("TOPIC #group1 plans for friday")
+    alice.ok("SEND #group1 who is in?")
+    bob = client("bob").at_menu()
+    bob.send("2\r")
+    screen = bob.wait_screen(lambda s: cursor_after(s, "[bob] > "))
+    rows = [row.rstrip() for row in screen.display if row.strip()]
+    assert rows[-4:] == [
+        "Your selection:: 2",
+        "[Spartan] Topic of group1: plans for friday (set by alice)",
+        "[alice] who is in?",
+        "[bob] >",
+    ]
+
+    alice.ok("TOPIC #group1 plans for saturday")
+    alice.ok("SEND #group1 /notice the room is booked")
+    screen = bob.wait_screen(lambda s: "-alice- the room is booked" in cursor_row_above(s))
+    rows = [row.rstrip() for row in screen.display if row.strip()]
+    assert rows[-3:] == [
+        "[Spartan] alice set the topic of group1: plans for saturday",
+        "-alice- the room is booked",
+        "[bob] >",
+    ]
+    assert cursor_after(screen, "[bob] > ")
+
+    bob.send("/topic plans for sunday\r")
+    pushed = alice.next_pushed("* TOPIC").split(" ", 5)
+    assert (pushed[2], pushed[3], pushed[5]) == ("#group1", "bob", "plans for sunday")
+    bob.wait_screen(lambda s: "(set by bob)" in cursor_row_above(s))

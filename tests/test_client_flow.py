@@ -38,10 +38,14 @@ from tests.client_support import (
 GREETING_ALICE = spec_lines(SPEC_ONE_TO_ONE_ALICE)[:6]
 
 
-def chatting(user="alice", with_="bob", **options) -> tuple[FlowHarness, AutoServer]:
-    """A harness logged in and in the one-to-one conversation with ``with_``."""
+def chatting(
+    user="alice", with_="bob", unseen=(), **options
+) -> tuple[FlowHarness, AutoServer]:
+    """A harness logged in and in the conversation with ``with_`` (``#group1``: the group);
+    ``unseen``: the messages its OPEN hands over."""
     h = FlowHarness(user, **options)
     server = AutoServer(h)
+    server.unseen[with_] = list(unseen)
     h.login()
     if with_.startswith("#"):
         h.type("2")
@@ -110,7 +114,7 @@ def test_spec_group_sessions():
     server_b.unseen["#group1"] = [msg(19, "#group1", "alice", "hi")]
     bob.login()
     bob.type("2")
-    assert server_b.answer() == ["OPEN #group1", "ACK #group1 19"]
+    assert server_b.answer() == ["TOPIC #group1", "OPEN #group1", "ACK #group1 19"]
     bob.type("hello everyone")
     bob.server(msg(21, "#group1", "eve", "hey, how r u guys doing?"))
     server_b.answer()
@@ -124,7 +128,7 @@ def test_spec_group_sessions():
     ]
     eve.login()
     eve.type("2")
-    assert server_e.answer() == ["OPEN #group1", "ACK #group1 20"]
+    assert server_e.answer() == ["TOPIC #group1", "OPEN #group1", "ACK #group1 20"]
     eve.type("")
     eve.type("hey, how r u guys doing?")
     assert server_e.answer() == ["SEND id=c1 #group1 hey, how r u guys doing?"]
@@ -211,7 +215,7 @@ def test_user_in_several_groups_is_asked_which():
         "[Spartan] Enter the group you want to chat in: #group2",
         "",
     ]
-    assert server.answer() == ["OPEN #group2"]
+    assert server.answer() == ["TOPIC #group2", "OPEN #group2"]
     assert h.screen()[-1] == "[alice] > "
 
 
@@ -345,13 +349,14 @@ def test_control_characters_typed_are_not_sent():
 def test_help_users_and_unknown_command():
     h, server = chatting()
     h.type("/help")
-    assert h.screen()[-9:-1] == [
+    assert h.screen()[-10:-1] == [
         "[alice] > /help",
         "[Spartan] Commands:",
         "  /switch   back to the menu, to open another conversation",
         "  /users    who is online",
         "  /help     this list",
         "  /me text  an action: shown as * alice text",
+        "  /topic    the group's topic; /topic text sets it",
         "  /quit     leave (Ctrl-D and Ctrl-C leave too)",
         "  //text    send a line that starts with /",
     ]
@@ -729,6 +734,7 @@ def test_me_sends_an_action_shown_with_a_star():
 
 def test_completions_follow_the_prompt():
     h = FlowHarness()
+    server = AutoServer(h)
     h.login()
     commands = ["/switch", "/users", "/help", "/quit"]
     assert h.flow.completions() == commands
@@ -736,6 +742,10 @@ def test_completions_follow_the_prompt():
     others = ["bob", "charlie", "eve", "foo", "bar", "baz", "qux"]
     assert h.flow.completions() == others + commands
     h.type("/switch", "2")
+    server.answer()
+    assert h.flow.completions() == others + commands + ["/me", "/topic"]  # a group's chat
+    h.type("/switch", "1", "bob")
+    server.answer()
     assert h.flow.completions() == others + commands + ["/me"]
 
 
@@ -920,3 +930,140 @@ def test_flow_never_raises_and_exits_at_most_once(events):
 
 def test_screen_model():
     assert screen_lines("a\r\nb\rc\nxyz\r\x1b[Kq") == ["a", "c", "q"]
+
+
+# -- group topics and notices ------------------------------------------------------------------
+
+TOPIC_TIME = "2026-11-29T20:41:03.120Z"
+
+
+def test_entering_a_group_chat_shows_its_topic_above_the_conversation():
+    h = FlowHarness("bob")
+    server = AutoServer(h)
+    server.topics["#group1"] = f"alice {TOPIC_TIME} plans for friday"
+    server.unseen["#group1"] = [msg(19, "#group1", "alice", "hi")]
+    h.login()
+    h.type("2")
+    assert server.answer() == ["TOPIC #group1", "OPEN #group1", "ACK #group1 19"]
+    assert h.screen()[-5:] == [
+        "[2] Group chatting",
+        "Your selection:: 2",
+        "[Spartan] Topic of group1: plans for friday (set by alice)",
+        "[alice] hi",
+        "[bob] > ",
+    ]
+
+
+def test_no_topic_or_a_server_without_topics_shows_nothing_more():
+    for answer in ("OK TOPIC #group1", "ERR unknown-command Unknown command 'TOPIC'."):
+        h = FlowHarness("bob")
+        h.login()
+        h.type("2")
+        assert h.take_sent() == ["TOPIC #group1", "OPEN #group1"]
+        h.server(answer, "OK OPEN #group1 0")
+        assert h.screen()[-2:] == ["Your selection:: 2", "[bob] > "]
+
+
+def test_the_topic_of_a_group_left_before_it_came_is_not_shown():
+    h = FlowHarness("bob")
+    h.login()
+    h.type("2")
+    h.take_sent()
+    h.apply(h.flow.on_interrupt())  # leaving: the topic's answer comes too late
+    h.server(f"OK TOPIC #group1 alice {TOPIC_TIME} plans", "OK OPEN #group1 0")
+    assert not any("plans" in line for line in h.screen())
+
+
+def test_a_topic_push_is_shown_in_that_groups_chat_only():
+    h, server = chatting("bob", "#group1")
+    h.server(f"* TOPIC #group1 alice {TOPIC_TIME} plans for saturday")
+    assert h.screen()[-3:] == [
+        "[bob] > ",
+        "[Spartan] alice set the topic of group1: plans for saturday",
+        "[bob] > ",
+    ]
+    before = h.screen()
+    h.server(f"* TOPIC #group2 eve {TOPIC_TIME} elsewhere", "* TOPIC garbage")
+    assert h.screen() == before  # another group's topic, or an unreadable line: quiet
+    h.type("/switch", "1", "alice")
+    server.answer()
+    before = h.screen()
+    h.server(f"* TOPIC #group1 alice {TOPIC_TIME} again")
+    assert h.screen() == before
+
+
+def test_topic_command_sets_and_shows_the_groups_topic():
+    h, server = chatting("bob", "#group1")
+    h.type("/topic")
+    assert server.answer() == ["TOPIC #group1"]
+    assert h.screen()[-3:] == ["[bob] > /topic", "[Spartan] group1 has no topic.", "[bob] > "]
+    h.type("/topic   plans for sunday ")
+    assert h.take_sent() == ["TOPIC #group1 plans for sunday"]
+    assert h.screen()[-1] == ""  # no prompt until the answer is in
+    h.server(f"OK TOPIC #group1 bob {TOPIC_TIME} plans for sunday")
+    assert h.screen()[-2:] == [
+        "[Spartan] Topic of group1: plans for sunday (set by bob)",
+        "[bob] > ",
+    ]
+    h.type("/topic " + "x" * 301)
+    h.take_sent()
+    h.server("ERR bad-topic A topic holds at most 300 characters.")
+    assert h.screen()[-2:] == [
+        "[Spartan] Could not set the topic of group1: A topic holds at most 300 characters.",
+        "[bob] > ",
+    ]
+    h.type("/TOPIC")
+    h.take_sent()
+    h.server("ERR not-a-member You are not a member of #group1.")
+    assert h.screen()[-2] == (
+        "[Spartan] Could not read the topic of group1: You are not a member of #group1."
+    )
+
+
+def test_topic_command_outside_a_group_chat_sends_nothing():
+    h, _server = chatting("bob", "alice")
+    h.type("/topic hello")
+    assert h.take_sent() == []
+    assert h.screen()[-2:] == ["[Spartan] Only a group chat has a topic.", "[bob] > "]
+    h.type("/switch", "/topic")
+    assert h.take_sent() == []
+    assert h.screen()[-2:] == ["[Spartan] Only a group chat has a topic.", "Your selection:: "]
+
+
+def test_a_notice_is_shown_marked_live_and_when_the_conversation_opens():
+    h, server = chatting("bob", "alice", [msg(9, "alice", "alice", "/notice the build is green")])
+    h.server(msg(10, "alice", "alice", "/notice deploy at noon"))
+    h.server(msg(11, "alice", "alice", "/noticed"))
+    assert server.answer() == ["ACK alice 10", "ACK alice 11"]  # shown, so acknowledged
+    assert h.screen()[-6:] == [
+        "[Spartan] Enter username whom you want to chat with: alice",
+        "-alice- the build is green",  # in the OPEN reply
+        "[bob] > ",
+        "-alice- deploy at noon",  # live
+        "[alice] /noticed",
+        "[bob] > ",
+    ]
+
+
+def test_a_notice_elsewhere_is_neither_announced_nor_counted():
+    h, server = chatting("bob", "alice")
+    before = h.screen()
+    h.server(msg(30, "#group1", "eve", "/notice lunch is served"))
+    assert h.screen() == before
+    assert server.answer() == []  # not acknowledged: it waits for the group's chat
+    h.server(msg(31, "#group1", "eve", "real question"))
+    assert h.screen()[-2] == "[Spartan] New message from eve in group1 (type /switch to read it)."
+    h.type("/switch")
+    assert "[Spartan] Unread: group1 (1)" in h.screen()
+
+
+def test_topic_is_asked_on_entering_only_not_on_a_reconnect():
+    h, server = chatting("bob", "#group1")
+    server.topics["#group1"] = f"alice {TOPIC_TIME} plans"
+    h.apply(h.flow.on_disconnected("The connection was lost"))
+    h.type("/topic")
+    assert h.screen()[-2:] == ["[Spartan] Not connected to the server right now.", "[bob] > "]
+    h.apply(h.flow.on_connected())
+    sent = server.answer()
+    assert "OPEN #group1" in sent and not any(line.startswith("TOPIC") for line in sent)
+    assert not any("plans" in line for line in h.screen())

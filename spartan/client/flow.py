@@ -31,7 +31,12 @@ Theory of operation
   nothing is said.
 * A message longer than one ``SEND`` line may hold is sent as several, cut so that they
   join to exactly what was typed; a message that starts with ``/me `` is an action,
-  shown ``* bob waves``.
+  shown ``* bob waves``; one that starts with ``/notice `` is a notice, shown
+  ``-bob- text`` as IRC clients do.  A notice never asks for an answer, so one in another
+  conversation is not announced nor counted: it waits there, shown when that opens.
+* Topics: entering a group's chat asks ``TOPIC`` before ``OPEN``, so a topic that is set
+  shows above the conversation.  A ``* TOPIC`` push is shown only in that group's chat
+  (anywhere else it would only interrupt); ``/topic`` asks again, ``/topic text`` sets it.
 * Delivery: a message of the conversation on screen is shown, then acknowledged (``ACK``
   is cumulative; one is in flight per conversation at a time, later ones merge into the
   next); a message of any other conversation gets a notice line (once per conversation)
@@ -61,7 +66,7 @@ from dataclasses import dataclass
 
 from spartan.client.hosts import Address, HostRotation
 from spartan.client.text import clean_input, split_message
-from spartan.core.names import ACTION_PREFIX
+from spartan.core.names import ACTION_PREFIX, NOTICE_PREFIX
 from spartan.native import wire
 
 # -- effects -------------------------------------------------------------------------------
@@ -139,6 +144,7 @@ HELP_LINES = (
     "  /users    who is online",
     "  /help     this list",
     "  /me text  an action: shown as * {user} text",
+    "  /topic    the group's topic; /topic text sets it",
     "  /quit     leave (Ctrl-D and Ctrl-C leave too)",
     "  //text    send a line that starts with /",
 )
@@ -148,6 +154,7 @@ MAX_RECONNECT_ATTEMPTS = 100  # with the backoff capped at 30 s: about 50 minute
 MAX_LINE = 4096  # bytes: the server's --max-line, for a whole command line
 MAX_CLIENT_ID = 64  # characters, the protocol's limit
 COMMANDS = ("/switch", "/users", "/help", "/quit")
+TOPIC_COMMAND = "/topic"  # in a group's chat only
 REMEMBERED = 10_000  # message keys kept to skip duplicates
 
 
@@ -180,6 +187,10 @@ def _is_text(line: str) -> bool:
 
 def _display(conversation: str) -> str:
     return conversation[1:] if conversation.startswith(wire.GROUP_PREFIX) else conversation
+
+
+def _topic_line(topic: wire.TopicLine) -> str:
+    return f"{SPARTAN} Topic of {_display(topic.group)}: {topic.text} (set by {topic.setter})"
 
 
 class ClientFlow:
@@ -357,6 +368,8 @@ class ClientFlow:
                 self._send(wire.Pong(token or None), "pong")
             case wire.Push(kind="NOTICE", rest=text):  # "<code> <sentence>"
                 self._event(f"{SPARTAN} The server says: {text.partition(' ')[2] or text}")
+            case wire.Push(kind="TOPIC", rest=rest):
+                self._on_topic_push(wire.parse_topic(rest))
             case wire.Reply():
                 if self._pending:
                     kind, arg = self._pending.popleft()
@@ -457,6 +470,8 @@ class ClientFlow:
                 return names + list(COMMANDS)
             case State.ASK_GROUP:
                 return list(self._groups) + list(COMMANDS)
+            case State.CHAT if self._in_group():
+                return names + list(COMMANDS) + [ACTION_PREFIX.strip(), TOPIC_COMMAND]
             case State.CHAT:
                 return names + list(COMMANDS) + [ACTION_PREFIX.strip()]
             case State.MENU:
@@ -637,6 +652,8 @@ class ClientFlow:
             return
         if message.sender == self.user:
             return  # sent from another session of mine: never unread
+        if message.text.startswith(NOTICE_PREFIX):
+            return  # asks for no answer: it waits, unacknowledged, for that conversation
         self._unread[conversation] += 1
         if conversation not in self._notified:
             self._notified.add(conversation)
@@ -676,6 +693,8 @@ class ClientFlow:
                 self._shown.discard(self._shown_order.popleft())
             if message.text.startswith(ACTION_PREFIX):
                 lines.append(f"* {message.sender} {message.text[len(ACTION_PREFIX):]}")
+            elif message.text.startswith(NOTICE_PREFIX):
+                lines.append(f"-{message.sender}- {message.text[len(NOTICE_PREFIX):]}")
             else:
                 lines.append(f"[{message.sender}] {message.text}")
         return lines, last
@@ -741,13 +760,10 @@ class ClientFlow:
             self._conversation = None
             self._opening = False
             self._show_menu()
+        elif verb == TOPIC_COMMAND:
+            self._topic_command(command[len(TOPIC_COMMAND) :].strip())
         elif verb == "/users":
-            if self._logged_in:
-                self._busy = True
-                self._send(wire.Users(), "who")
-            else:
-                self._show(f"{SPARTAN} Not connected to the server right now.")
-                self._ensure_prompt()
+            self._ask_server(wire.Users(), "who")
         else:
             self._show(
                 f"{SPARTAN} Unknown command {verb!r}. Type /help for the commands,"
@@ -809,7 +825,67 @@ class ClientFlow:
         self._opening = True
         self._batch = []
         if self._logged_in:
+            if self._in_group() and not self._prompted:  # entering: the topic comes first
+                self._send(wire.Topic(self._conversation), "topic", (self._conversation, "enter"))
             self._send(wire.Open(self._conversation), "open", self._conversation)
+
+    def _in_group(self) -> bool:
+        """In a group's chat, where ``/topic`` applies."""
+        return self.state is State.CHAT and (self._conversation or "").startswith(
+            wire.GROUP_PREFIX
+        )
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def _topic_command(self, text: str) -> None:
+        """``/topic``: show the group's topic; ``/topic text``: set it."""
+        if not self._in_group():
+            self._show(f"{SPARTAN} Only a group chat has a topic.")
+            self._ensure_prompt()
+        else:
+            group = self._conversation
+            why = "set" if text else "show"
+            self._ask_server(wire.Topic(group, text or None), "topic", (group, why))
+
+    def _ask_server(self, command: wire.Command, kind: str, arg: object = None) -> None:
+        """A user's command the server answers: the prompt waits for the answer."""
+        if self._logged_in:
+            self._busy = True
+            self._send(command, kind, arg)
+        else:
+            self._show(f"{SPARTAN} Not connected to the server right now.")
+            self._ensure_prompt()
+
+    def _reply_topic(self, arg: tuple[str, str], reply: wire.Reply) -> None:
+        conversation, why = arg
+        topic = wire.parse_topic(reply.rest) if reply.ok else None
+        line = None
+        if isinstance(topic, wire.TopicLine) and topic.setter is not None:
+            line = _topic_line(topic)
+        if why == "enter":
+            # Quiet when none is set, or when the server knows no topics: the spec's screens.
+            if line and conversation == self._conversation and self.state is State.CHAT:
+                self._show(line)
+            return
+        self._busy = False
+        group = _display(conversation)
+        if not reply.ok:
+            doing = "set" if why == "set" else "read"
+            reason = reply.rest or reply.word
+            self._show(f"{SPARTAN} Could not {doing} the topic of {group}: {reason}")
+        else:
+            self._show(line or f"{SPARTAN} {group} has no topic.")
+        self._ensure_prompt()
+
+    def _on_topic_push(self, topic: wire.TopicLine | wire.WireError) -> None:
+        if not isinstance(topic, wire.TopicLine) or topic.setter is None:
+            return
+        if topic.group == self._conversation and self.state is State.CHAT:
+            group = _display(topic.group)
+            if topic.text:
+                self._event(f"{SPARTAN} {topic.setter} set the topic of {group}: {topic.text}")
+            else:
+                self._event(f"{SPARTAN} {topic.setter} cleared the topic of {group}.")
 
     def _message_text(self, line: str) -> str | None:
         """What to send for a chat line, or None for nothing (empty line, command)."""
