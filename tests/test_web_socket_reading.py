@@ -3,7 +3,7 @@ How the WebSocket reads what a client sends, in memory (StringTransport, task.Cl
 run of plain one-line text frames that spartan/web/socket.py reads itself must come out
 exactly as autobahn's reader would have it, however the bytes are cut into reads, with
 every odd frame among them still answered in its turn, and a frame that breaks the
-protocol still failing the WebSocket.
+protocol still failing the WebSocket.  And how it frames what it writes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from spartan.core.chat import Chat
 from spartan.core.directory import DEMO
 from spartan.native.protocol import NativeFactory
 from spartan.store.memory import MemoryStore
-from spartan.web.socket import LineSocketFactory, read_line_frames, unmask
+from spartan.web.socket import LineSocketFactory, read_line_frames, text_frame, unmask
 
 MAX_LINE = 200
 UPGRADE = (
@@ -169,3 +169,16 @@ def test_read_line_frames_stops_at_what_it_does_not_read_itself():
     short_in_long_form = struct.pack("!BBH", 0x81, 0x80 | 126, 6) + mask + plain[6:]
     assert read_line_frames(plain + short_in_long_form, 1000) == ([b"PING x"], len(plain), False)
     assert read_line_frames(plain + client_frame(b"x" * 300), 299) == ([b"PING x"], len(plain), False)
+
+
+def test_a_batch_of_lines_is_framed_as_one_text_message_each_and_a_repeated_batch_alike():
+    factory = Socket().protocol.factory
+    sizes = (0, 1, 125, 126, 65535, 65536)
+    batch = b"".join(b"x" * n + b"\r\n" for n in sizes)
+    framed = factory.framed(batch)
+    assert [(opcode, len(payload)) for opcode, payload in server_frames(framed)] == [(1, n) for n in sizes]
+    assert framed == b"".join(text_frame(b"x" * n) for n in sizes)
+    other = b"* MSG one\r\n* MSG two\r\n"
+    assert server_frames(factory.framed(other)) == [(1, b"* MSG one"), (1, b"* MSG two")]
+    assert factory.framed(bytearray(batch).decode().encode()) == framed  # equal, not the same object
+    assert factory.framed(other) == text_frame(b"* MSG one") + text_frame(b"* MSG two")
