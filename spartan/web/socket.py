@@ -20,7 +20,8 @@ Theory of operation
   sizes past the limits, and every byte before the WebSocket is open or while autobahn is
   inside a frame.  So its checks and answers are unchanged.  An incomplete frame at the end
   of a read waits in autobahn's buffer, untouched, for the next read.  This relies on the
-  factory's options: no compression, no automatic pings, no frame logging.
+  factory's options: no compression, no automatic pings, no frame logging; and autobahn's
+  traffic statistics do not count these frames (nothing here reads them).
 * Out: what the native protocol writes (whole CRLF-ended lines, often several at once)
   goes out as one text message per line, without the CRLF, framed here (`text_frames`)
   and written at once: a batch of lines stays one write.  Frame heads come from a table
