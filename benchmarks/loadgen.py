@@ -9,9 +9,11 @@ Theory of operation
   Spartan's line protocol (``SEND`` answered by ``OK SENT``), ``IRCCodec`` speaks IRC
   (``PRIVMSG``, which has no acknowledgement: each batch of a window ends with
   ``PING :a<n>`` and its ``PONG`` acknowledges the ``n`` messages before it, since a server
-  answers a connection's lines in order).  Another protocol is one more codec in
-  ``CODECS``; one that frames its messages (WebSocket) would also have the ``Loop`` pass the
-  bytes it reads and writes through the codec (``_received``, ``_send``: the only places).
+  answers a connection's lines in order).  ``WebSocketCodec`` is the native codec through
+  a framing (benchmarks/ws_codec.py): each connection gets its own framing object, opens
+  with its handshake, and the ``Loop`` passes the bytes it writes and reads through it
+  (``_send``, ``_received``: the only places).  Another protocol is one more codec in
+  ``CODECS``.
 * Every message text is ``<code>.<sent>``: ``code`` (10 digits) is ``sender * STRIDE + seq``
   and ``sent`` (16 digits) the sender's ``time.monotonic_ns() // 1000``.  Both have fixed
   widths and end the delivered line in both protocols (``* MSG ... <text>``, ``:nick!...
@@ -34,12 +36,18 @@ Every loop here is bounded in count and in time.
 
 from __future__ import annotations
 
+import os
 import resource
 import selectors
 import socket
 import struct
+import sys
 import time
 from array import array
+
+if not __package__:  # run as a script: the checkout's root makes ``benchmarks`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.ws_codec import WebSocketFraming  # noqa: E402
 
 STRIDE = 10_000_000  # codes: sender * STRIDE + seq (so seq < 10 M, senders < 1000)
 LATENCY_SAMPLE = 8  # one latency sample every N delivered lines of a read
@@ -84,6 +92,7 @@ class NativeCodec:
     """Spartan's line protocol (docs/protocol.md)."""
 
     name = "native"
+    framing = None  # lines as they are on the socket
     delivery_marker = b"* MSG "
     ping_line, quit_line = b"PING p\n", b"QUIT\n"
     ready = b"OK LOGIN"
@@ -120,6 +129,7 @@ class IRCCodec:
     ``#group``; acknowledgements by ``PING``/``PONG`` (see the theory of operation)."""
 
     name = "irc"
+    framing = None
     delivery_marker = b" PRIVMSG "
     ping_line, quit_line = b"PING :p\r\n", b"QUIT :bench\r\n"
     ready = b":spartan-bench-ready"
@@ -180,13 +190,23 @@ class IRCCodec:
         return acked, pongs, None
 
 
-NATIVE, IRC = NativeCodec(), IRCCodec()
-CODECS = {codec.name: codec for codec in (NATIVE, IRC)}
+class WebSocketCodec(NativeCodec):
+    """The native protocol over the web port's WebSocket: one line per text message."""
+
+    name = "ws"
+
+    @staticmethod
+    def framing(host: str, port: int) -> WebSocketFraming:
+        return WebSocketFraming(host, port)
+
+
+NATIVE, IRC, WS = NativeCodec(), IRCCodec(), WebSocketCodec()
+CODECS = {codec.name: codec for codec in (NATIVE, IRC, WS)}
 
 
 class Conn:
     __slots__ = (
-        "sock", "user", "rbuf", "wbuf", "logged_in", "closed",
+        "sock", "user", "framing", "rbuf", "wbuf", "logged_in", "closed",
         # receiving
         "codes", "latencies", "expect_from",
         # sending
@@ -196,9 +216,10 @@ class Conn:
         "pongs", "ping_limit", "ping_at",
     )
 
-    def __init__(self, sock: socket.socket, user: str) -> None:
+    def __init__(self, sock: socket.socket, user: str, framing=None) -> None:
         self.sock = sock
         self.user = user
+        self.framing = framing  # bytes in and out pass through it (WebSocket), or None
         self.rbuf = b""
         self.wbuf = b""
         self.logged_in = False
@@ -255,9 +276,12 @@ class Loop:
                     sock.close()
                     raise BenchError(f"connect: {e}") from None
                 sock.setblocking(False)
-                conn = Conn(sock, user)
+                framing = self.codec.framing and self.codec.framing(self.host, self.port)
+                conn = Conn(sock, user, framing)
                 self.conns.append(conn)
                 self.sel.register(sock, _READ, conn)
+                if framing is not None:
+                    self._write(conn, framing.handshake_request())
                 self._send(conn, self.codec.login(user, channels))
                 batch.append(conn)
             self.run(lambda: all(c.logged_in for c in batch), deadline)
@@ -307,6 +331,13 @@ class Loop:
         return True
 
     def _send(self, conn: Conn, data: bytes) -> None:
+        if conn.framing is not None:
+            data = conn.framing.outgoing(data)
+        self._write(conn, data)
+
+    def _write(self, conn: Conn, data: bytes) -> None:
+        if not data:
+            return
         if conn.wbuf:
             conn.wbuf += data
             return
@@ -330,6 +361,14 @@ class Loop:
     # -- lines in, in bulk ------------------------------------------------------------------
 
     def _received(self, conn: Conn, data: bytes) -> None:
+        framing = conn.framing
+        if framing is not None:
+            was_open = framing.open
+            data = framing.incoming(data)
+            if framing.open and not was_open:  # the handshake is through: what waited goes out
+                self._write(conn, framing.release())
+            if not data:
+                return
         buf = conn.rbuf + data if conn.rbuf else data
         end = buf.rfind(b"\n") + 1
         if not end:

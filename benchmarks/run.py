@@ -4,13 +4,14 @@ Run the Spartan benchmarks: one command, a table and JSON of medians over severa
     .venv/bin/python benchmarks/run.py               # full: 5 runs, 10,000 connections
     .venv/bin/python benchmarks/run.py --quick       # small counts, about 30 s
     .venv/bin/python benchmarks/run.py --db fresh    # a new database file per server start
-    .venv/bin/python benchmarks/run.py --protocol irc   # only over IRC (default: native,irc)
+    .venv/bin/python benchmarks/run.py --protocol irc   # only over IRC (default: native,irc,ws)
     .venv/bin/python benchmarks/run.py --with-metrics   # also Spartan with --metrics-port
 
 Each scenario of each run, over each protocol, starts a fresh server (a real ``twistd -n
 spartan``, and the bare relay measured alongside in the same run: ``benchmarks/relay.py``
-for the native protocol, ``benchmarks/irc_relay.py`` for IRC), drives it from this process
-with `benchmarks.loadgen` and that protocol's codec, and stops it.  Where the machine has
+for the native protocol, ``benchmarks/irc_relay.py`` for IRC; over the WebSocket of
+``--web-port`` there is no bare relay), drives it from this process with
+`benchmarks.loadgen` and that protocol's codec, and stops it.  Where the machine has
 two CPUs or more, the server is pinned to one and this process to another.  See
 docs/performance.md.
 """
@@ -44,7 +45,8 @@ from benchmarks import loadgen  # noqa: E402
 
 FANOUT_MEMBERS, SENDERS, PAIRS = 50, 5, 50
 SCENARIOS = ("fanout", "direct", "held", "light", "register", "pingpong")
-PROTOCOLS = tuple(loadgen.CODECS)  # native, irc
+PROTOCOLS = tuple(loadgen.CODECS)  # native, irc, ws
+RELAYED = ("native", "irc")  # the protocols a bare relay speaks
 
 
 def free_port() -> int:
@@ -114,6 +116,8 @@ class Server:
             ]
             if protocol == "irc":
                 cmd += ["--irc-port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024"]
+            elif protocol == "ws":  # the web page's port: the load speaks to its /ws
+                cmd += ["--web-port", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024"]
             if args.sync:
                 cmd += ["--sync", args.sync]
             if kind == "spartan_metrics":  # an ephemeral port: nobody scrapes it here
@@ -277,6 +281,7 @@ RATIOS = [
 PROTOCOL_RATIOS = [
     ("spartan", "irc", "ratio_irc_native", "Spartan IRC / native"),
     ("relay", "irc", "ratio_relay_irc_native", "relay IRC / native"),
+    ("spartan", "ws", "ratio_ws_native", "Spartan WS / native"),
 ]
 ALL_RATIOS = [(key, label) for *_, key, label in RATIOS + PROTOCOL_RATIOS]
 
@@ -393,6 +398,8 @@ def main(argv=None) -> int:
                     continue  # a figure for reference: fewer runs
                 for protocol in ["native"] if key == "fanout_logtext" else protocols:
                     for kind in kinds:
+                        if kind.startswith("relay") and protocol not in RELAYED:
+                            continue
                         serial += 1
                         what = f"run {run + 1} {key} {protocol} {kind}"
                         try:

@@ -1,15 +1,18 @@
 """
 The benchmark still works: ``benchmarks/run.py --quick`` starts a real ``twistd spartan``
-and the bare relays, runs every scenario once with small counts over the native protocol
-and over IRC, finds every message delivered exactly once and prints its figures; and the
-exactly-once check does catch a server that loses a message.  No speed is asserted here: the machine
-running the tests may be busy; docs/performance.md holds the measured figures.
+and the bare relays, runs every scenario once with small counts over the native protocol,
+over IRC and over the web port's WebSocket, finds every message delivered exactly once and
+prints its figures; the exactly-once check does catch a server that loses a message; and
+the WebSocket framing the generator uses reads what a server writes.  No speed is asserted
+here: the machine running the tests may be busy; docs/performance.md holds the measured
+figures.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -32,7 +35,10 @@ def test_quick_benchmark_runs_and_delivers_every_message_once(tmp_path):
                   "--message-log text", "registrations/s", "ping-pong round trip p50",
                   "| IRC fan-out deliveries/s |", "| IRC one-to-one messages/s |",
                   "| IRC registrations/s", "| IRC ping-pong round trip p99 (ms) |",
-                  "Spartan IRC / native", "relay IRC / native"):
+                  "Spartan IRC / native", "relay IRC / native",
+                  "| WS fan-out deliveries/s |", "| WS one-to-one messages/s |",
+                  "| WS registrations/s", "| WS ping-pong round trip p99 (ms) |",
+                  "Spartan WS / native"):
         assert label in result.stdout
 
     report = json.loads(report_path.read_text())
@@ -42,7 +48,9 @@ def test_quick_benchmark_runs_and_delivers_every_message_once(tmp_path):
         for protocol in ("native", "irc"):
             for server in ("spartan", "relay"):
                 assert (key, protocol, server) in by_key, (key, protocol, server)
-    for protocol in ("native", "irc"):
+        assert (key, "ws", "spartan") in by_key, key
+        assert (key, "ws", "relay") not in by_key  # no bare WebSocket relay
+    for protocol in ("native", "irc", "ws"):
         for key in ("fanout", "direct"):
             spartan = by_key[key, protocol, "spartan"]
             assert spartan["exactly_once"] and spartan["deliveries"] > 0
@@ -60,6 +68,9 @@ def test_quick_benchmark_runs_and_delivers_every_message_once(tmp_path):
                if r["figure"] == "deliveries_per_s" and r["protocol"] == "irc")
     assert irc["spartan"] > 0 and irc["relay"] > 0 and irc["ratio"] > 0
     assert irc["ratio_irc_native"] > 0 and irc["ratio_relay_irc_native"] > 0
+    ws = next(r for r in report["table"]
+              if r["figure"] == "messages_per_s" and r["protocol"] == "ws")
+    assert ws["spartan"] > 0 and ws["relay"] is None and ws["ratio_ws_native"] > 0
 
 
 # The bare IRC relay, except that it swallows the first PRIVMSG line it reads (and still
@@ -163,6 +174,8 @@ def test_cpu_bench_measures_both_front_ends_through_the_servers_code():
         "irc fan-out ns/delivery", "irc one-to-one ns/message",
     }  # fmt: skip
     assert all(0 < value < 1e6 for value in figures.values())  # ns: a message, not a stall
+
+
 def test_with_metrics_runs_spartan_with_and_without_metrics_port_in_the_same_runs(tmp_path):
     report_path = tmp_path / "bench.json"
     result = subprocess.run(
@@ -179,3 +192,33 @@ def test_with_metrics_runs_spartan_with_and_without_metrics_port_in_the_same_run
     servers = {r["server"] for r in report["results"]}
     assert servers == {"spartan", "spartan_metrics"}
     assert all(r["server_cpu_us"] > 0 for r in report["results"])
+
+
+def test_the_websocket_framing_holds_lines_until_the_upgrade_and_reads_frames_split_anywhere():
+    sys.path.insert(0, ROOT)
+    from benchmarks.ws_codec import WebSocketFraming
+
+    framing = WebSocketFraming("127.0.0.1", 8080)
+    request = framing.handshake_request()
+    assert request.startswith(b"GET /ws HTTP/1.1\r\n")
+    assert b"\r\nOrigin: http://127.0.0.1:8080\r\n" in request  # the page's own origin
+    assert framing.outgoing(b"LOGIN alice\n") == b""  # held: the upgrade is not through
+    assert framing.incoming(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n") == b""
+    long_line = b"* MSG " + b"x" * 300
+    server = (b"\r\n" + bytes((0x81, 7)) + b"* HELLO" + bytes((0x89, 0))  # and a ping
+              + struct.pack("!BBH", 0x81, 126, len(long_line)) + long_line
+              + bytes((0x81, 10)) + b"OK LOGIN a")
+    lines = b""
+    for at in range(0, len(server), 5):  # reads cut anywhere, inside heads and payloads
+        lines += framing.incoming(server[at : at + 5])
+    assert lines == b"* HELLO\r\n" + long_line + b"\r\nOK LOGIN a\r\n"
+    # Released once open: a masked text frame (mask of zeros) holding the line without its end.
+    assert framing.open and framing.release() == b"\x81\x8b\x00\x00\x00\x00LOGIN alice"
+    assert framing.outgoing(b"PING p\r\nQUIT\n") == (b"\x81\x86\x00\x00\x00\x00PING p"
+                                                     b"\x81\x84\x00\x00\x00\x00QUIT")
+    with pytest.raises(ConnectionError, match="closed the WebSocket"):
+        framing.incoming(bytes((0x88, 2)) + b"\x03\xe8")
+
+    refused = WebSocketFraming("127.0.0.1", 8080)
+    with pytest.raises(ConnectionError, match="403"):
+        refused.incoming(b"HTTP/1.1 403 Forbidden\r\n\r\n")
