@@ -184,6 +184,9 @@ class RedisCluster:
     def is_online(self, user: str) -> bool:
         return bool(self._remote.get(user))
 
+    def online_elsewhere(self):
+        return self._remote.keys()
+
     def _event(self, kind: str, user: str) -> Deferred:
         return self.store.execute(
             "publish", self.presence_channel, json.dumps({"e": kind, "u": user, "n": self.node})

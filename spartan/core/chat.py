@@ -38,7 +38,7 @@ Theory of operation
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -156,15 +156,11 @@ class Peers(Protocol):
     def left(self, user: str) -> None:
         """``user`` has no session left on this node."""
 
-    def is_user(self, name: str) -> bool:
-        return self.directory.is_user(name)
-
-    def members(self, group: str) -> tuple[str, ...] | None:
-        """The members of ``group``, None if there is no such group."""
-        return self.directory.groups.get(group)
-
     def is_online(self, user: str) -> bool:
         """Whether ``user`` has a session on another node."""
+
+    def online_elsewhere(self) -> Iterable[str]:
+        """The users with a session on another node."""
 
 
 class SingleNode:
@@ -188,15 +184,11 @@ class SingleNode:
     def left(self, user: str) -> None:
         pass
 
-    def is_user(self, name: str) -> bool:
-        return self.directory.is_user(name)
-
-    def members(self, group: str) -> tuple[str, ...] | None:
-        """The members of ``group``, None if there is no such group."""
-        return self.directory.groups.get(group)
-
     def is_online(self, user: str) -> bool:
         return False
+
+    def online_elsewhere(self) -> Iterable[str]:
+        return ()
 
 
 class Chat:
@@ -357,6 +349,10 @@ class Chat:
     def online_here(self) -> int:
         """How many users have a session on this node."""
         return len(self._sessions)
+
+    def online_users(self) -> set[str]:
+        """Everyone with a session, on any node (not a scan of the directory)."""
+        return self._sessions.keys() | set(self.peers.online_elsewhere())
 
     def users(self) -> list[tuple[str, bool]]:
         """Every user, in directory order, with whether they are online (on any node)."""

@@ -1081,9 +1081,8 @@ class IRCGateway(LineConnection):
 
     def irc_LUSERS(self, params):
         f, chat = self.factory, self.chat
-        online = [user for user, is_online in chat.users() if is_online]
-        everywhere, here = len(online), chat.online_here()
-        invisible = sum(1 for user in online if f.roster.invisible(user))
+        everywhere, here = len(chat.online_users()), chat.online_here()
+        invisible = sum(1 for nick in f.roster.nicks if f.roster.invisible(nick))
         f.users_peak = peak = max(f.users_peak, everywhere)
         self._numeric(
             N.RPL_LUSERCLIENT,
