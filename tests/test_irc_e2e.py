@@ -119,6 +119,37 @@ def running_server(tmp_path):
         proc.stdout.close()
 
 
+@contextlib.contextmanager
+def sic_client(irc_port: int, nick: str):
+    """Debian's sic, the real IRC client, logged in as ``nick``: (its output, a typist)."""
+    sic = shutil.which("sic")
+    assert sic, "the real-IRC-client test needs Debian's sic package: apt-get install -y sic"
+    proc = subprocess.Popen(
+        [sic, "-h", "127.0.0.1", "-p", str(irc_port), "-n", nick],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
+        out.expect(r"End of /MOTD")
+
+        def type_(line: str) -> None:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+        yield out, type_
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
+
+
 def native_client(port: int, user: str) -> LineSocket:
     client = LineSocket(port)
     client.expect(r"^\* HELLO ")
@@ -189,24 +220,9 @@ def test_scripted_irc_client_and_native_client(server) -> None:
 
 
 def test_sic_exchanges_messages_with_a_native_client(server) -> None:
-    sic = shutil.which("sic")
-    assert sic, "the real-IRC-client test needs Debian's sic package: apt-get install -y sic"
     native_port, irc_port = server
     bob = native_client(native_port, "bob")
-    proc = subprocess.Popen(
-        [sic, "-h", "127.0.0.1", "-p", str(irc_port), "-n", "alice"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        out = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
-        out.expect(r"End of /MOTD")
-
-        def type_(line: str) -> None:
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
-
+    with sic_client(irc_port, "alice") as (out, type_):
         type_(":m bob hello from sic")
         bob.expect(r"^\* MSG \d+ \S+ alice alice hello from sic$")
         bob.send("SEND alice hello from bob")
@@ -217,15 +233,6 @@ def test_sic_exchanges_messages_with_a_native_client(server) -> None:
         bob.expect(r"^\* MSG \d+ \S+ #group1 alice sic in the group$")
         bob.send("SEND #group1 bob in the group")
         out.expect(r"#group1.*<bob> bob in the group")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdin.close()
-        proc.stdout.close()
         bob.close()
 
 
@@ -310,24 +317,9 @@ def test_topics_notices_and_presence_over_real_sockets_and_a_restart(tmp_path) -
 
 
 def test_sic_sets_a_topic_gets_a_notice_and_acts(server) -> None:
-    sic = shutil.which("sic")
-    assert sic, "the real-IRC-client test needs Debian's sic package: apt-get install -y sic"
     native_port, irc_port = server
     bob = native_client(native_port, "bob")
-    proc = subprocess.Popen(
-        [sic, "-h", "127.0.0.1", "-p", str(irc_port), "-n", "alice"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        out = Lines(lambda: os.read(proc.stdout.fileno(), 65536))
-        out.expect(r"End of /MOTD")
-
-        def type_(line: str) -> None:
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
-
+    with sic_client(irc_port, "alice") as (out, type_):
         type_(":j #group1")
         out.expect(r"JOIN")
         type_(":TOPIC #group1 :from sic")
@@ -339,15 +331,6 @@ def test_sic_sets_a_topic_gets_a_notice_and_acts(server) -> None:
         out.expect(r"#group1.*<bob> \x01ACTION waves\x01")
         type_(":m #group1 \x01ACTION nods\x01")
         bob.expect(r"^\* MSG \d+ \S+ #group1 alice /me nods$")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdin.close()
-        proc.stdout.close()
         bob.close()
 
 
