@@ -1,6 +1,7 @@
 """
 ``spartan-admin`` (or ``python -m spartan.admin``): change the directory file that
-``twistd spartan --config`` reads, without an editor.
+``twistd spartan --config`` reads, without an editor; and back up a running server's
+database.
 
 Theory of operation: the file is read with tomlkit, which keeps its comments, order and
 layout; one command edits that document; the result is checked by the very loader the
@@ -17,8 +18,14 @@ edits and replaces it (and locks again if the file was replaced while it waited)
 
 ``--reload PIDFILE`` then sends SIGHUP to the server whose pid the file holds.
 
-Exit status: 0 done; 1 refused (the file is left as it was) or the server could not be
-signalled; 2 a usage error.
+``backup --pidfile PIDFILE`` (or ``--pid PID``) asks the running server for an online
+backup of its database (SIGUSR2: only the server can read the file while it runs), then
+waits, bounded, for the server to put a new file at the backup path (it replaces the file
+atomically, so a new file there is a whole one) and reads it to say how many messages it
+holds.
+
+Exit status: 0 done; 1 refused (the file is left as it was), the server could not be
+signalled, or no backup came; 2 a usage error.
 """
 
 from __future__ import annotations
@@ -27,18 +34,24 @@ import argparse
 import fcntl
 import os
 import signal
+import sqlite3
 import stat
 import sys
-import tempfile
+import time
+from urllib.request import pathname2url
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from spartan.core.directory import ConfigError, parse_directory
+from spartan.files import replacing
+from spartan.process import BACKUP_SIGNAL
 from spartan.passwd import PasswordRefused, hash_password, read_new_password
+from spartan.store.sqlite import default_backup_path
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+BACKUP_TIMEOUT = 60.0  # seconds: a large database on a slow disk takes a while
 PROG = "spartan-admin"
 NEW_FILE = (
     "# Users and groups of a Spartan server (twistd spartan --config).\n"
@@ -59,13 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Change the users, groups and passwords of a Spartan directory file, "
-        "keeping its comments and layout.",
+        "keeping its comments and layout; or back up a running server's database.",
         epilog="Passwords are asked twice without echo, or read as the first line of "
         "standard input when it is not a terminal. Exit status: 1 refused (nothing "
-        "changed), 2 usage error.",
+        "changed) or no backup, 2 usage error.",
     )
-    parser.add_argument("--config", "-c", required=True, metavar="PATH",
-                        help="the TOML file the server reads (twistd spartan --config PATH)")
+    parser.add_argument("--config", "-c", metavar="PATH",
+                        help="the TOML file the server reads (twistd spartan --config PATH); "
+                        "every command but backup needs it")
     parser.add_argument("--reload", metavar="PIDFILE",
                         help="then send SIGHUP to the server whose pid this file holds")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -88,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     command("add-member", "add a user to a group", "group", "user")
     command("remove-member", "remove a user from a group", "group", "user")
     command("list", "show the users (with or without a password) and the groups")
+    backup = command("backup", "have the running server write an online backup of its "
+                     "database, and wait for it")
+    server = backup.add_mutually_exclusive_group(required=True)
+    server.add_argument("--pidfile", help="the server's (twistd --pidfile)")
+    server.add_argument("--pid", type=int, help="the server's process id (under systemd: "
+                        "systemctl show -p MainPID --value spartan)")
+    backup.add_argument("--db", help="the server's --db: the backup is written beside it, "
+                        "to DB.backup")
+    backup.add_argument("--backup-path", metavar="PATH",
+                        help="the server's --backup-path, if it was given one")
+    backup.add_argument("--timeout", type=float, default=BACKUP_TIMEOUT, metavar="SECONDS",
+                        help=f"how long to wait for the backup (default {BACKUP_TIMEOUT:g})")
     return parser  # fmt: skip
 
 
@@ -213,56 +239,97 @@ def read_document(path: str, may_create: bool):
 
 def replace_atomically(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old file or the new one."""
-    path = os.path.realpath(path)  # a symlink stays a symlink: replace what it points to
     try:
         old = os.stat(path)
     except FileNotFoundError:
         old = None
-    fd, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
+    with replacing(path) as temporary, open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+        if old is not None:
+            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
+            try:  # root editing the file of the server's user must leave it theirs
+                os.fchown(f.fileno(), old.st_uid, old.st_gid)
+            except PermissionError:
+                pass
+        else:  # mkstemp's 0600 is right for a file of password hashes; let the group read
+            os.fchmod(f.fileno(), 0o640)
+
+
+def read_pid(pidfile: str) -> int:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            if old is not None:
-                os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
-                try:  # root editing the file of the server's user must leave it theirs
-                    os.fchown(f.fileno(), old.st_uid, old.st_gid)
-                except PermissionError:
-                    pass
-            else:  # mkstemp's 0600 is right for a file of password hashes; let the group read
-                os.fchmod(f.fileno(), 0o640)
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # the rename itself, on disk
-        folder = os.open(os.path.dirname(path), os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except OSError:
-        pass
+        with open(pidfile, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError) as e:
+        raise Refused(f"cannot read a pid from {pidfile}: {getattr(e, 'strerror', None) or e}")
+
+
+def signal_server(pid: int, signum: int, source: str = "") -> None:
+    """Send ``signum`` to the server ``pid`` (read from ``source``, if it was)."""
+    if pid <= 0:  # os.kill would signal a process group
+        raise Refused(f"{pid} is not a process id")
+    try:
+        os.kill(pid, signum)
+    except OSError as e:
+        where = f" from {source}" if source else ""
+        raise Refused(f"cannot signal the server (pid {pid}{where}): {e.strerror}")
 
 
 def send_reload(pidfile: str) -> int:
     """SIGHUP to the server whose pid ``pidfile`` holds; its pid."""
-    try:
-        with open(pidfile, encoding="ascii") as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError) as e:
-        raise Refused(f"cannot read a pid from {pidfile}: {getattr(e, 'strerror', None) or e}")
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as e:
-        raise Refused(f"cannot signal the server (pid {pid} from {pidfile}): {e.strerror}")
+    pid = read_pid(pidfile)
+    signal_server(pid, signal.SIGHUP, pidfile)
     return pid
+
+
+def _file_identity(path: str) -> tuple[int, int, int] | None:
+    """What changes when the file at ``path`` is replaced (None: there is none)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    return True
+
+
+def count_messages(path: str) -> int:
+    """Open a backup read-only, as a check that it is a Spartan database; its messages."""
+    try:
+        conn = sqlite3.connect(f"file:{pathname2url(path)}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise Refused(f"the new backup {path} cannot be read: {e}") from None
+
+
+def backup(args, stdout) -> None:
+    """Ask the server for a backup; return once a new file is at the backup path."""
+    path = os.path.abspath(args.backup_path or default_backup_path(args.db))
+    before = _file_identity(path)
+    pid = args.pid if args.pidfile is None else read_pid(args.pidfile)
+    signal_server(pid, BACKUP_SIGNAL, args.pidfile or "")
+    deadline = time.monotonic() + args.timeout
+    while (now := _file_identity(path)) is None or now == before:
+        if not _running(pid):
+            raise Refused(f"the server (pid {pid}) exited before writing {path}")
+        if time.monotonic() >= deadline:
+            raise Refused(
+                f"the server (pid {pid}) wrote no backup to {path} within {args.timeout:g} "
+                "seconds; its log says why (a line 'Backup to ... failed: ...' or 'SIGUSR2: ...')"
+            )
+        time.sleep(0.05)
+    count = count_messages(path)
+    stdout.write(f"Backup written to {path} ({count} messages).\n")
 
 
 def listing(doc) -> list[str]:
@@ -281,8 +348,13 @@ def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None
     import getpass as _getpass
 
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    parser = _parser()
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command == "backup" and not (args.db or args.backup_path):
+            parser.error("backup needs the server's --db or --backup-path")
+        if args.command != "backup" and not args.config:
+            parser.error(f"{args.command} needs --config PATH")
     except SystemExit as e:
         return e.code
 
@@ -292,6 +364,13 @@ def main(argv: list[str] | None = None, *, getpass=None, stdin=None, stdout=None
         except PasswordRefused as e:
             raise Refused(str(e)) from None
 
+    if args.command == "backup":
+        try:
+            backup(args, stdout)
+        except Refused as e:
+            stderr.write(f"{PROG}: {e}.\n")
+            return EXIT_REFUSED
+        return 0
     try:
         done = run(args, password, stdout)
     except ConfigError as e:  # the file as it is already

@@ -12,6 +12,10 @@ logs one critical sentence that names it and why, and the process exits with sta
 SIGHUP calls `SpartanService.reload`: the directory file (`--config`) is read again and
 applied without dropping anyone still in it (`spartan.reload`); a file that cannot be used
 changes nothing and says why in one line.
+
+SIGUSR2 calls `SpartanService.backup`: the SQLite store copies its database to
+``backup_path`` while serving (`spartan.store.sqlite.SQLiteStore.backup`) and one line says
+where and how many messages, or why not.  ``spartan-admin backup`` sends it.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from spartan import interpreter, process, reload
 from spartan.core.chat import Chat
 from spartan.core.directory import ConfigError
+from spartan.store import StoreError
 
 EXIT_CANNOT_START = 1
 
@@ -73,6 +78,7 @@ class SpartanService(service.Service):
         self.config_path: str | None = None  # re-read at SIGHUP
         self.require_passwords = False
         self.metrics = None  # spartan.metrics.ServerMetrics with --metrics-port
+        self.backup_path: str | None = None  # None: the store has no file to back up
 
     def add_listener(self, option: str, description: str, endpoint, factory, what: str) -> None:
         self.listeners.append(Listener(option, description, endpoint, factory, what))
@@ -83,6 +89,7 @@ class SpartanService(service.Service):
         for notice in self.notices:
             self.log.warn("{notice}", notice=notice)
         process.on_hangup(self.reactor, self.reload)
+        process.on_backup_signal(self.reactor, self.backup)
         if self.metrics is not None:
             self.metrics.start()
         self._started = self._start()
@@ -126,6 +133,27 @@ class SpartanService(service.Service):
         self.log.info(
             "Reloaded {path}: {what}", path=self.config_path, what=reload.describe(reloaded)
         )
+
+    def backup(self) -> Deferred[None]:
+        """SIGUSR2: copy the database to ``backup_path`` while serving; log the outcome."""
+        if self.backup_path is None:
+            self.log.warn(
+                "SIGUSR2: this server keeps no database file to back up (--db :memory:, or "
+                "--redis: back up Redis itself); nothing written"
+            )
+            return succeed(None)
+        path = self.backup_path
+
+        def written(count: int) -> None:
+            self.log.info("Backup written to {path} ({count} messages)", path=path, count=count)
+
+        def failed(failure) -> None:
+            if failure.check(StoreError):
+                self.log.error("Backup to {path} failed: {why}", path=path, why=failure.value)
+            else:
+                self.log.failure("Backup to {path} failed", failure, path=path)
+
+        return maybeDeferred(self.chat.store.backup, path).addCallbacks(written, failed)
 
     @inlineCallbacks
     def stopService(self):

@@ -10,6 +10,7 @@ report (`spartan.service`).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from twisted.internet import endpoints
@@ -25,7 +26,7 @@ from spartan.net.connection import DEFAULT_MAX_LINE, DEFAULT_MAX_PENDING
 from spartan.net.limits import RateConfig, ServerLimits
 from spartan.service import SpartanService
 from spartan.store import MessageStore, StoreError
-from spartan.store.sqlite import check_database, store_from_options
+from spartan.store.sqlite import check_database, default_backup_path, store_from_options
 
 DEFAULT_PORT = "tcp:3000"
 DEFAULT_LOCAL_PORT = "tcp:3000:interface=127.0.0.1"
@@ -119,6 +120,9 @@ class Options(usage.Options):
             "full: an accepted message survives a power cut; normal: it survives a crash of "
             "the server (faster on slow disks).",
         ],
+        ["backup-path", None, None,
+         "Where SIGUSR2 (spartan-admin backup) writes an online backup of the database. "
+         "[default: the --db path + .backup]"],
         ["retention-messages", None, 10_000, "Messages kept per conversation, newest first."],
         ["retention-days", None, 0, "Days a message is kept (0: no age limit).", _not_negative],
         ["max-line", None, DEFAULT_MAX_LINE, "Longest line accepted, in bytes."],
@@ -247,6 +251,7 @@ class Options(usage.Options):
                 self["redis-address"] = parse_redis_url(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis: {e}") from None
+        self._check_backup_path()
         if self["sync"] not in ("full", "normal"):
             raise usage.UsageError("--sync must be full or normal")
         if self["presence-ttl"] <= 0:
@@ -269,6 +274,17 @@ class Options(usage.Options):
             login_timeout=self["login-timeout"],
             idle_timeout=self["idle-timeout"],
         )
+
+    def _check_backup_path(self) -> None:
+        if self["redis"] or self["db"] == MEMORY:
+            if self["backup-path"]:
+                instead = "--redis, back up Redis itself" if self["redis"] else "--db :memory: there is no file"
+                raise usage.UsageError(f"--backup-path backs up an SQLite --db; with {instead}")
+            return
+        path = self["backup-path"] or default_backup_path(self["db"])
+        if os.path.realpath(path) == os.path.realpath(self["db"]):
+            raise usage.UsageError(f"--backup-path {path}: that is the database itself")
+        self["backup-path"] = path
 
     def _choose_log_format(self) -> None:
         if self["log-format"] not in (LOG_FORMAT_TEXT, LOG_FORMAT_JSON):
@@ -366,6 +382,7 @@ def makeService(options: Options, reactor=None) -> SpartanService:
     service = SpartanService(chat, factory, reactor, notices=exposure_notices(options))
     service.config_path = options["config"]
     service.require_passwords = options["require-passwords"]
+    service.backup_path = options["backup-path"]
     for description in options["ports"]:
         endpoint = _endpoint(reactor, "--port", description, options["reuse-port"])
         service.add_listener("--port", description, endpoint, factory, "server started")

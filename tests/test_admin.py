@@ -159,7 +159,8 @@ def test_list_shows_users_with_and_without_passwords_and_groups(team):
 
 
 @pytest.mark.parametrize(
-    "args", [["add-user"], ["frob"], ["passwd", "alice", "hunter2"], []]
+    "args", [["add-user"], ["frob"], ["passwd", "alice", "hunter2"], [],
+             ["backup", "--pidfile", "spartan.pid"]]
 )
 def test_usage_errors_are_one_line_and_status_2(team, args, capsys):
     status, out, _ = run(team, *args)
@@ -234,3 +235,10 @@ def test_an_admin_waits_for_another_and_edits_what_that_one_wrote(team):
         out, err = waiting.communicate(timeout=20)
     assert waiting.returncode == 0, err
     assert load_directory(str(team)).users == ("alice", "bob", "dave", "carol")
+
+
+def test_every_command_but_backup_needs_the_config_file(capsys):
+    assert admin.main(["add-user", "carol"]) == 2
+    assert capsys.readouterr().err == (
+        "spartan-admin: add-user needs --config PATH; see spartan-admin --help\n"
+    )

@@ -526,3 +526,96 @@ async def test_session_tokens_survive_a_restart(db):
         await store.add_token("d1", "alice", 2000.0, 1000.0)
     async with opened(db) as again:
         assert await again.token_user("d1", 1000.0) == "alice"
+
+
+# -- online backup ----------------------------------------------------------------------------
+
+
+def backup_contents(path):
+    """What a backup file holds, read with plain sqlite3: (message ids, seen rows, topics)."""
+    conn = raw(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one plain file
+        ids = [row[0] for row in conn.execute("SELECT id FROM messages ORDER BY id")]
+        seen = conn.execute("SELECT user, conversation, upto FROM seen").fetchall()
+        topics = [row[0] for row in conn.execute("SELECT text FROM topics")]
+        return ids, seen, topics
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backup_under_concurrent_appends_holds_exactly_what_came_before_it(db, tmp_path):
+    target = str(tmp_path / "copy.sqlite3")
+    async with opened(db) as store:
+        committed = await gatherResults([store.append(A, "alice", f"a{i}", 1000.0) for i in range(300)])
+        in_flight = [store.append(B, "eve", f"b{i}", 1001.0, f"c{i}") for i in range(300)]
+        await deferLater(reactor, 0, lambda: None)  # that batch is on the worker now
+        assert store._in_flight
+        more = [store.append(A, "bob", f"c{i}", 1002.0) for i in range(100)]
+        store.set_topic(B, Topic("before the backup", "eve", 1003.0))
+        store.mark_seen("bob", A, committed[-1][0].id)
+        copied = store.backup(target)
+        after = [store.append(A, "alice", f"d{i}", 1004.0) for i in range(200)]
+        store.set_topic(B, Topic("after the backup", "eve", 1005.0))
+        before = [m for m, _ in committed] + [m for m, _ in await gatherResults(in_flight + more)]
+        assert await copied == len(before) == 700
+        later = [m for m, _ in await gatherResults(after)]
+        assert await store.recent(A, 1000)  # the store carries on as before
+        ids, seen, topics = backup_contents(target)
+        assert ids == sorted(m.id for m in before)
+        assert not set(ids) & {m.id for m in later}
+        assert seen == [("bob", A, committed[-1][0].id)]
+        assert topics == ["before the backup"]
+        assert not os.path.exists(target + "-wal")
+        assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_started_on_a_backup_serves_it_and_goes_on_numbering(db, tmp_path):
+    target = str(tmp_path / "copy.sqlite3")
+    async with opened(db) as store:
+        stored = [m for m, _ in await gatherResults(
+            [store.append(A, "alice", f"m{i}", 1000.0 + i, f"c{i}") for i in range(5)]
+        )]
+        await store.mark_seen("bob", A, stored[1].id)
+        assert await store.backup(target) == 5
+    async with opened(target) as restored:
+        assert await restored.messages_after(A, 0, 100) == stored
+        assert await restored.seen("bob", A) == stored[1].id
+        again, is_new = await restored.append(A, "alice", "m0 resent", 2000.0, "c0")
+        assert (again, is_new) == (stored[0], False)
+        newer, _ = await restored.append(A, "alice", "new", 2001.0)
+        assert newer.id > stored[-1].id
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_backup_replaces_the_old_one_and_a_failed_one_leaves_it(db, tmp_path, monkeypatch):
+    target = str(tmp_path / "copy.sqlite3")
+    async with opened(db) as store:
+        await store.append(A, "alice", "one", 1000.0)
+        assert await store.backup(target) == 1
+        await store.append(A, "alice", "two", 1001.0)
+        assert await store.backup(target) == 2
+        kept = digest(target)
+
+        nowhere = str(tmp_path / "no" / "such" / "dir" / "copy.sqlite3")
+        error = await failure_of(store.backup(nowhere))
+        assert isinstance(error, StoreError)
+        assert str(error) == f"cannot write the backup {nowhere}: No such file or directory"
+
+        def full_disk(source, destination):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", full_disk)
+        await store.append(A, "alice", "three", 1002.0)
+        error = await failure_of(store.backup(target))
+        assert str(error) == f"cannot write the backup {target}: No space left on device"
+        monkeypatch.undo()
+        assert digest(target) == kept
+        assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+
+        error = await failure_of(store.backup(db))
+        assert str(error) == f"the backup cannot overwrite the database itself ({db})"
+        assert [m.text for m in await store.recent(A, 10)] == ["one", "two", "three"]

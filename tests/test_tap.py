@@ -265,3 +265,26 @@ def test_metrics_port_is_one_more_listener_and_a_bad_one_cannot_start():
     assert service.metrics is not None and service.chat.store.commit_observer is not None
     with pytest.raises(tap.CannotStart, match="--metrics-port nonsense:"):
         tap.makeService(parse("--db", ":memory:", "--metrics-port", "nonsense:1"), MemoryReactor())
+
+
+def test_the_backup_goes_beside_the_database_unless_told_where(tmp_path):
+    db = str(tmp_path / "chat.sqlite3")
+    service = tap.makeService(parse("--db", db), MemoryReactor())
+    assert service.backup_path == db + ".backup"
+    elsewhere = str(tmp_path / "nightly.sqlite3")
+    assert tap.makeService(parse("--db", db, "--backup-path", elsewhere), MemoryReactor()).backup_path == elsewhere
+    assert tap.makeService(parse("--db", ":memory:"), MemoryReactor()).backup_path is None
+
+
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["--db", ":memory:", "--backup-path", "x"], "--backup-path backs up an SQLite --db; with --db :memory: there is no file"),
+        (["--redis", "redis://127.0.0.1:6379/0", "--backup-path", "x"], "--backup-path backs up an SQLite --db; with --redis, back up Redis itself"),
+        (["--db", "chat.sqlite3", "--backup-path", "./chat.sqlite3"], "--backup-path ./chat.sqlite3: that is the database itself"),
+    ],
+)
+def test_a_backup_path_that_cannot_be_is_a_usage_error(args, complaint):
+    with pytest.raises(usage.UsageError) as error:
+        parse(*args)
+    assert str(error.value) == complaint

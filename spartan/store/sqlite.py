@@ -45,12 +45,18 @@ Theory of operation
   up to the first one younger than the limit (timestamps come from the server's clock and
   follow id order), so it never scans the table.  Only conversations that received a
   message since the last pass are counted.
+* **Online backup** (`SQLiteStore.backup`) is one more queued call: no other process can
+  read the file while the store holds its lock, so the worker copies it with SQLite's
+  backup API on its own connection, between two jobs, to a temporary file that then
+  replaces the destination.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,6 +67,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from spartan.files import replacing
 from spartan.store import QueuedStore, StoredMessage, StoreError, Topic
 from spartan.store import schema
 
@@ -291,6 +298,41 @@ class SQLiteStore(QueuedStore):
 
     def unseen_counts(self, user, conversations):
         return self._call(self._unseen_counts, user, list(conversations))
+
+    def backup(self, path: str) -> Deferred[int]:
+        """Copy the database to ``path`` while the server runs; fire with the number of
+        messages in the copy, or fail with `StoreError` (``path`` is then left as it was).
+
+        Queued like every other call, so the copy holds exactly what was committed for the
+        calls made before this one, and nothing after it.
+        """
+        return self._call(self._backup, path)
+
+    def _backup(self, conn, path: str) -> int:  # worker thread
+        """SQLite's online backup from this connection (the only one that can read the
+        file: it holds the exclusive lock) into a file beside ``path``, which then
+        replaces ``path`` (`spartan.files.replacing`): a backup is whole or absent.
+
+        The copy is made in one step, so appends wait for it; a step-by-step copy would
+        not be a snapshot of one moment.  The copy is a plain rollback-journal database
+        (no ``-wal`` beside it) with the database's file mode.
+        """
+        if os.path.realpath(path) == os.path.realpath(self.path):
+            raise StoreError(f"the backup cannot overwrite the database itself ({self.path})")
+        try:
+            with replacing(path) as temporary:
+                os.chmod(temporary, stat.S_IMODE(os.stat(self.path).st_mode))
+                target = sqlite3.connect(temporary, isolation_level=None)
+                try:
+                    conn.backup(target)
+                    target.execute("PRAGMA journal_mode = DELETE")
+                    return target.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+                finally:
+                    target.close()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write the backup {path}: {error}") from None
+        except OSError as error:
+            raise StoreError(f"cannot write the backup {path}: {error.strerror or error}") from None
 
     def prune(self, now: float | None = None) -> Deferred[int]:
         """Apply the retention limits now, in small transactions; fire with rows deleted."""
@@ -639,6 +681,11 @@ def store_from_options(
         max_per_conversation=max_messages,
         max_age_seconds=None if max_age_days is None else max_age_days * 86400.0,
     )
+
+
+def default_backup_path(db_path: str) -> str:
+    """Where SIGUSR2 writes the backup without ``--backup-path``: beside the database."""
+    return db_path + ".backup"
 
 
 def check_database(db_path: str, sync: str = "full") -> None:
