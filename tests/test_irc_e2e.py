@@ -82,6 +82,19 @@ class LineSocket:
         self.sock.close()
 
 
+def end(proc: subprocess.Popen, sig: int) -> None:
+    """Stop a process this test started (killed if it does not go), and close its pipes."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 @pytest.fixture
 def server(tmp_path):
     """twistd with the demo directory, native and IRC ports on loopback: (native, irc)."""
@@ -110,13 +123,7 @@ def running_server(tmp_path):
         irc = int(log.expect(r"Started IRC gateway on port (\d+)").group(1))
         yield native, irc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
+        end(proc, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -140,14 +147,7 @@ def sic_client(irc_port: int, nick: str):
 
         yield out, type_
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdin.close()
-        proc.stdout.close()
+        end(proc, signal.SIGTERM)
 
 
 def native_client(port: int, user: str) -> LineSocket:
